@@ -1,0 +1,47 @@
+"""The platform's settings: one typed object, built once at an entry point."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+import platformdirs
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a process needs to know about its surroundings."""
+
+    database_url: str | None = None
+    """PostgreSQL DSN; None starts the embedded server under ``state_dir``."""
+    nats_url: str | None = None
+    """NATS URL; None starts the embedded nats-server under ``state_dir``."""
+    state_dir: Path = Path(platformdirs.user_data_dir("scloudstack"))
+    schema: str = "scloud"
+    """PostgreSQL schema holding the event store and every projection."""
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_email: str = "admin@scloud.local"
+    admin_password: str | None = None
+    """First admin's password; None generates one and prints it once."""
+    stream_name: str = "SCLOUD_EVENTS"
+    """JetStream stream the relay publishes every event to."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``SCLOUD_*`` variables; anything unset keeps its default."""
+        env = os.environ if env is None else env
+        defaults = cls()
+        state_dir = env.get("SCLOUD_STATE_DIR")
+        return cls(
+            database_url=env.get("SCLOUD_DATABASE_URL") or None,
+            nats_url=env.get("SCLOUD_NATS_URL") or None,
+            state_dir=Path(state_dir) if state_dir else defaults.state_dir,
+            schema=env.get("SCLOUD_SCHEMA", defaults.schema),
+            api_host=env.get("SCLOUD_API_HOST", defaults.api_host),
+            api_port=int(env.get("SCLOUD_API_PORT", str(defaults.api_port))),
+            admin_email=env.get("SCLOUD_ADMIN_EMAIL", defaults.admin_email),
+            admin_password=env.get("SCLOUD_ADMIN_PASSWORD") or None,
+            stream_name=env.get("SCLOUD_STREAM", defaults.stream_name),
+        )
