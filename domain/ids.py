@@ -1,0 +1,39 @@
+"""Type-prefixed identifiers that sort by creation time (``i-01J…``, ``vol-01J…``)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+# Crockford's base32: no I, L, O or U, so ids survive being read aloud or retyped.
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_BODY_LENGTH = 26  # 48-bit millisecond timestamp + 80 random bits = 128 bits
+_ID_PATTERN = re.compile(r"^([a-z][a-z0-9]{0,11})-([0-9a-hjkmnp-tv-z]{26})$")
+
+
+def new_id(prefix: str, *, at_ms: int | None = None) -> str:
+    """Return a fresh id such as ``i-01jd3…`` whose text order is creation order."""
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,11}", prefix):
+        raise ValueError(f"invalid id prefix {prefix!r}")
+    ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
+    value = (ms << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(_BODY_LENGTH):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return f"{prefix}-{''.join(reversed(chars))}"
+
+
+def prefix_of(identifier: str) -> str:
+    """Return the type prefix of a well-formed id, or raise ``ValueError``."""
+    match = _ID_PATTERN.match(identifier)
+    if match is None:
+        raise ValueError(f"malformed id {identifier!r}")
+    return match.group(1)
+
+
+def is_id(identifier: str, prefix: str | None = None) -> bool:
+    """True when ``identifier`` is well formed (and has ``prefix``, if given)."""
+    match = _ID_PATTERN.match(identifier)
+    return match is not None and (prefix is None or match.group(1) == prefix)
