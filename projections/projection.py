@@ -1,0 +1,31 @@
+"""What a projection is: tables of its own, fed batches of events in position order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import asyncpg
+
+from gateways.eventstore.records import RecordedEvent
+
+
+class Projection(Protocol):
+    """A read model. ``apply`` runs inside the runner's transaction, with the checkpoint."""
+
+    name: str
+    """Stable key of its checkpoint; change it and the projection rebuilds."""
+    schema: str
+    """Where its tables live (the store's schema, or a scratch one for comparisons)."""
+
+    def ddl(self) -> str:
+        """CREATE ... IF NOT EXISTS statements for its tables."""
+        ...
+
+    def tables(self) -> Sequence[str]:
+        """Its tables, schema-qualified, in the order a rebuild should empty them."""
+        ...
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        """Fold one batch into the tables. Must be a pure function of the events."""
+        ...

@@ -1,0 +1,156 @@
+"""Feeds projections from the event store by position, exactly once per event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from gateways.eventstore.postgres import PostgresEventStore
+from gateways.eventstore.records import RecordedEvent
+from projections.checkpoints import CHANNEL, Checkpoints
+from projections.projection import Projection
+
+ProgressHook = Callable[[int, int], None]
+"""Called with (events applied so far, position reached) after each batch."""
+
+
+class ProjectionRunner:
+    """Runs one projection: catch up in batches, then follow live appends.
+
+    Each batch's table changes and the checkpoint commit in one transaction, and the
+    checkpoint row is locked first: a runner killed mid-batch leaves nothing behind,
+    and two runners of the same projection can never apply a batch twice.
+    """
+
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        projection: Projection,
+        *,
+        pool: asyncpg.Pool | None = None,
+        batch_size: int = 2000,
+    ) -> None:
+        self.store = store
+        self.projection = projection
+        self.pool = pool or store.pool
+        self.batch_size = batch_size
+        self.checkpoints = Checkpoints(projection.schema)
+        self.position = 0
+
+    async def setup(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"ddl:{self.projection.schema}"
+            )
+            await conn.execute(self.checkpoints.ddl)
+            await conn.execute(self.projection.ddl())
+            self.position = await self.checkpoints.lock(conn, self.projection.name)
+
+    async def apply(self, events: Sequence[RecordedEvent], after: int) -> bool:
+        """Apply one batch that was read after ``after``; False if someone else did."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored = await self.checkpoints.lock(conn, self.projection.name)
+            if stored != after:
+                self.position = stored
+                return False
+            await self.projection.apply(conn, events)
+            await self.checkpoints.advance(conn, self.projection.name, events[-1].position)
+        self.position = events[-1].position
+        return True
+
+    async def catch_up(
+        self, *, until: int | None = None, progress: ProgressHook | None = None
+    ) -> int:
+        """Apply everything up to the store's head (or ``until``); returns events applied.
+
+        The next batch is read while the current one is applied, on another connection,
+        so a rebuild runs at the slower of the two rates rather than their sum.
+        """
+        applied = 0
+        head = await self.store.last_position() if until is None else until
+        async with self.pool.acquire() as conn:
+            self.position = await self.checkpoints.read(conn, self.projection.name)
+        after = self.position
+        upcoming = asyncio.ensure_future(self._read(after, head))
+        try:
+            while True:
+                batch = await upcoming
+                if not batch:
+                    break
+                upcoming = asyncio.ensure_future(self._read(batch[-1].position, head))
+                if not await self.apply(batch, after):
+                    break  # another runner moved on; the caller will look again
+                after = batch[-1].position
+                applied += len(batch)
+                if progress is not None:
+                    progress(applied, self.position)
+        finally:
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await upcoming
+        return applied
+
+    async def _read(self, after: int, head: int) -> list[RecordedEvent]:
+        if after >= head:
+            return []
+        return await self.store.read_all(after=after, limit=self.batch_size, until=head)
+
+    async def follow(self, stop: asyncio.Event, *, idle_poll: float = 1.0) -> None:
+        """Catch up, then apply live appends until ``stop`` is set."""
+        async with self.store.appended() as appended:
+            while not stop.is_set():
+                appended.clear()
+                await self.catch_up()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first(appended, stop), idle_poll)
+
+    async def rebuild(self, *, progress: ProgressHook | None = None) -> tuple[int, float]:
+        """Empty the tables, replay from position 0; returns (events, seconds)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.checkpoints.lock(conn, self.projection.name)
+            for table in self.projection.tables():
+                await conn.execute(f"TRUNCATE {table}")
+            await self.checkpoints.reset(conn, self.projection.name)
+        started = time.perf_counter()
+        applied = await self.catch_up(progress=progress)
+        return applied, time.perf_counter() - started
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def wait_for_position(
+    pool: asyncpg.Pool, schema: str, projection: str, position: int, timeout: float
+) -> bool:
+    """Wait (bounded) until ``projection`` has applied ``position``: read-your-writes."""
+    checkpoints = Checkpoints(schema)
+    if await checkpoints.read(pool, projection) >= position:
+        return True
+    reached = asyncio.Event()
+
+    def on_progress(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        target_schema, name, value = payload.split(" ")
+        if target_schema == schema and name == projection and int(value) >= position:
+            reached.set()
+
+    async with pool.acquire() as conn:
+        await conn.add_listener(CHANNEL, on_progress)
+        try:
+            # Read again after listening: progress made in between would otherwise be missed.
+            if await checkpoints.read(conn, projection) >= position:
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reached.wait(), timeout)
+            return reached.is_set()
+        finally:
+            await conn.remove_listener(CHANNEL, on_progress)
