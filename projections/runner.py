@@ -11,6 +11,7 @@ import asyncpg
 
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import RecordedEvent
+from gateways.waiting import wait_any
 from projections.checkpoints import CHANNEL, Checkpoints
 from projections.projection import Projection
 
@@ -105,8 +106,7 @@ class ProjectionRunner:
             while not stop.is_set():
                 appended.clear()
                 await self.catch_up()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(appended, stop), idle_poll)
+                await wait_any(appended, stop, timeout=idle_poll)
 
     async def rebuild(self, *, progress: ProgressHook | None = None) -> tuple[int, float]:
         """Empty the tables, replay from position 0; returns (events, seconds)."""
@@ -118,15 +118,6 @@ class ProjectionRunner:
         started = time.perf_counter()
         applied = await self.catch_up(progress=progress)
         return applied, time.perf_counter() - started
-
-
-async def _first(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 async def wait_for_position(

@@ -84,5 +84,3 @@ class ResourceIndex:
 
 def _kind(resource_id: str) -> str:
     return prefix_of(resource_id) if is_id(resource_id) else "unknown"
-
-
