@@ -1,0 +1,41 @@
+"""Small constructors for the event store's records, shared by the event store tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from domain.metadata import Actor, CommandContext
+from gateways.eventstore.postgres import PostgresEventStore
+from gateways.eventstore.records import AppendRequest, NewEvent
+
+TOPIC = "tests.eventstore:Happened"
+
+OpenStore = Callable[[], Awaitable[PostgresEventStore]]
+"""Opens another store on the test's schema (the ``open_store`` fixture)."""
+
+
+def stream() -> str:
+    """A fresh originator id."""
+    return "s-" + uuid.uuid4().hex
+
+
+def event(
+    originator_id: str,
+    version: int,
+    *,
+    topic: str = TOPIC,
+    state: bytes | None = None,
+    tenant_id: str | None = None,
+) -> NewEvent:
+    context = CommandContext(actor=Actor.system("tests"), tenant_id=tenant_id)
+    body = state if state is not None else f'{{"v":{version}}}'.encode()
+    return NewEvent(originator_id, version, topic, body, context.metadata())
+
+
+def request(
+    *events: NewEvent, command_id: str | None = None, fingerprint: bytes = b"", result: bytes = b""
+) -> AppendRequest:
+    return AppendRequest(
+        events=events, command_id=command_id, fingerprint=fingerprint, result=result
+    )
