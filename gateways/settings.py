@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """First admin's password; None generates one and prints it once."""
     stream_name: str = "SCLOUD_EVENTS"
     """JetStream stream the relay publishes every event to."""
+    host_id: str = socket.gethostname()
+    """This hypervisor's name, for ``scloud hostd``."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,4 +47,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             admin_email=env.get("SCLOUD_ADMIN_EMAIL", defaults.admin_email),
             admin_password=env.get("SCLOUD_ADMIN_PASSWORD") or None,
             stream_name=env.get("SCLOUD_STREAM", defaults.stream_name),
+            host_id=env.get("SCLOUD_HOST_ID", defaults.host_id),
         )

@@ -1,0 +1,112 @@
+"""The composition root of the server processes: ``scloud run``, ``api`` and ``worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import nats
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from api.app import build_app
+from domain.identity.user import User
+from domain.metadata import Actor, CommandContext
+from gateways.bus.relay import EventRelay
+from gateways.eventstore.postgres import PostgresEventStore
+from gateways.eventstore.repository import Repository
+from gateways.passwords import generate_password, hash_password
+from gateways.settings import Settings
+from projections.projection import Projection
+from projections.resources.index import ResourceIndex
+from projections.runner import ProjectionRunner
+
+log = logging.getLogger(__name__)
+
+FIRST_ADMIN_COMMAND = "bootstrap:first-admin"
+
+
+@dataclass
+class Platform:
+    """Everything a server process shares, opened once."""
+
+    settings: Settings
+    store: PostgresEventStore
+    repository: Repository
+    nats: NATS
+    js: JetStreamContext
+
+    def projections(self) -> list[Projection]:
+        return [ResourceIndex(self.settings.schema)]
+
+
+@contextlib.asynccontextmanager
+async def open_platform(
+    settings: Settings, database_url: str, nats_url: str
+) -> AsyncIterator[Platform]:
+    store = await PostgresEventStore.open(database_url, settings.schema)
+    try:
+        client = await nats.connect(nats_url, name="scloud", max_reconnect_attempts=-1)
+        try:
+            yield Platform(settings, store, Repository(store), client, client.jetstream())
+        finally:
+            await client.drain()
+    finally:
+        await store.close()
+
+
+async def ensure_first_admin(platform: Platform) -> tuple[str, str | None]:
+    """Create the first platform admin once; the password is returned only that time."""
+    settings = platform.settings
+    password = settings.admin_password or generate_password()
+    admin = User(
+        email=settings.admin_email,
+        password_hash=hash_password(password),
+        roles=["platform:admin"],
+        tenant_id=None,
+    )
+    context = CommandContext(actor=Actor.system("bootstrap"), command_id=FIRST_ADMIN_COMMAND)
+    result = await platform.repository.save(context, admin, result=admin.id.encode())
+    return settings.admin_email, None if result.replayed else password
+
+
+async def run_worker(platform: Platform, stop: asyncio.Event) -> None:
+    """Projections and the relay, until ``stop`` is set."""
+    runners = [ProjectionRunner(platform.store, p) for p in platform.projections()]
+    for runner in runners:
+        await runner.setup()
+    relay = EventRelay(platform.store, platform.js, stream=platform.settings.stream_name)
+    await _until_first_failure(
+        [relay.run(stop), *(runner.follow(stop) for runner in runners)], stop
+    )
+
+
+async def run_api(platform: Platform, stop: asyncio.Event, on_ready: Callable[[str], None]) -> None:
+    runner = web.AppRunner(build_app(platform), access_log=None)
+    await runner.setup()
+    settings = platform.settings
+    site = web.TCPSite(runner, settings.api_host, settings.api_port)
+    await site.start()
+    on_ready(f"http://{settings.api_host}:{settings.api_port}")
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def _until_first_failure(jobs: list[Awaitable[None]], stop: asyncio.Event) -> None:
+    """Run jobs together; if one fails, stop the others and raise its error."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

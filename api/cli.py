@@ -1,0 +1,98 @@
+"""``scloud``: one command, a subcommand per process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from api.bootstrap import ensure_first_admin, open_platform, run_api, run_worker
+from gateways.embedded import platform_services
+from gateways.settings import Settings
+from hostd.main import run_hostd
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _run_all(settings: Settings) -> None:
+    """Everything in one process, on embedded PostgreSQL and NATS unless configured."""
+    stop = _stop_on_signals()
+    async with (
+        platform_services(settings) as (database_url, nats_url),
+        open_platform(settings, database_url, nats_url) as platform,
+    ):
+        email, password = await ensure_first_admin(platform)
+
+        def announce(url: str) -> None:
+            print(f"SCloudStack is up: API {url}  (health: {url}/healthz)", flush=True)
+            if password is not None:
+                print(f"First admin: {email}  password: {password}", flush=True)
+                print("(shown once; it is stored only as an argon2 hash)", flush=True)
+            else:
+                print(f"First admin: {email}  (password was shown at first start)", flush=True)
+
+        await asyncio.gather(
+            run_api(platform, stop, announce),
+            run_worker(platform, stop),
+            run_hostd(nats_url, settings.host_id, stop),
+        )
+
+
+def _external(settings: Settings) -> tuple[str, str]:
+    if settings.database_url is None or settings.nats_url is None:
+        sys.exit(
+            "scloud: this process needs SCLOUD_DATABASE_URL and SCLOUD_NATS_URL; "
+            "`scloud run` starts embedded servers instead"
+        )
+    return settings.database_url, settings.nats_url
+
+
+async def _run_api(settings: Settings) -> None:
+    stop = _stop_on_signals()
+    async with open_platform(settings, *_external(settings)) as platform:
+        await run_api(platform, stop, lambda url: print(f"API listening on {url}", flush=True))
+
+
+async def _run_worker(settings: Settings) -> None:
+    stop = _stop_on_signals()
+    async with open_platform(settings, *_external(settings)) as platform:
+        await run_worker(platform, stop)
+
+
+async def _run_hostd(settings: Settings) -> None:
+    if settings.nats_url is None:
+        sys.exit("scloud hostd: SCLOUD_NATS_URL is required (a host talks only to NATS)")
+    await run_hostd(settings.nats_url, settings.host_id, _stop_on_signals())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["replay"]:
+        from replay.cli import main as replay_main
+
+        sys.exit(replay_main(args[1:]))
+    parser = argparse.ArgumentParser(prog="scloud", description="SCloudStack processes")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="everything in one process (embedded PostgreSQL and NATS)")
+    sub.add_parser("api", help="the REST API")
+    sub.add_parser("worker", help="projections and the relay to NATS")
+    sub.add_parser("hostd", help="the host daemon of one hypervisor")
+    sub.add_parser("replay", help="audit, verification and rebuilds (scloud replay --help)")
+    parsed = parser.parse_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    runners = {"run": _run_all, "api": _run_api, "worker": _run_worker, "hostd": _run_hostd}
+    asyncio.run(runners[parsed.command](settings))
+
+
+if __name__ == "__main__":
+    main()

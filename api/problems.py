@@ -1,0 +1,81 @@
+"""RFC 9457 problem+json for every error, with a stable ``code`` and the request id."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+
+from domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = web.AppKey("request_id", str)
+_encoder = msgspec.json.Encoder()
+_REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+
+
+def problem_response(
+    request: web.Request, status: int, code: str, title: str, detail: str | None = None
+) -> web.Response:
+    body = Problem(
+        type=f"https://docs.scloudstack.dev/problems/{code}",
+        title=title,
+        status=status,
+        code=code,
+        detail=detail,
+        instance=request.path,
+        request_id=request.get("request_id"),
+    )
+    return web.Response(
+        status=status,
+        body=_encoder.encode(body),
+        content_type="application/problem+json",
+    )
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get(_REQUEST_ID_HEADER, "")
+    # Accept the caller's id when it is printable and short; otherwise mint one.
+    if 0 < len(given) <= 128 and given.isprintable():
+        return given
+    return f"req-{uuid.uuid4().hex}"
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request["request_id"] = _request_id(request)
+    try:
+        response = await handler(request)
+    except DomainError as error:
+        response = problem_response(
+            request, error.status, error.code, type(error).__name__, error.detail
+        )
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = error.reason.lower().replace(" ", "_")
+        response = problem_response(request, error.status, code, error.reason, error.text)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = problem_response(
+            request, 500, "internal_error", "Internal Server Error", "the error was logged"
+        )
+    response.headers[_REQUEST_ID_HEADER] = request["request_id"]
+    return response
