@@ -111,12 +111,24 @@ class ChildProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     async def wait_until(self, ready: Callable[[], Awaitable[bool]]) -> None:
-        """Poll ``ready`` until it is true; fail early if the process exits."""
-        while not await ready():
-            if self.returncode is not None:
-                reason = f"exited with status {self.returncode}"
-                raise ServiceStartFailed(self.name, reason, self.log_tail())
-            await asyncio.sleep(_POLL_SECONDS)
+        """Poll ``ready`` until it is true; fail as soon as the process exits."""
+        # Each probe races the exit: a probe can hang on whatever else holds the port.
+        exited = asyncio.ensure_future(self._process.wait())
+        try:
+            while True:
+                probe = asyncio.ensure_future(ready())
+                await asyncio.wait({probe, exited}, return_when=asyncio.FIRST_COMPLETED)
+                if exited.done():
+                    probe.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await probe
+                    reason = f"exited with status {self.returncode}"
+                    raise ServiceStartFailed(self.name, reason, self.log_tail())
+                if probe.result():
+                    return
+                await asyncio.sleep(_POLL_SECONDS)
+        finally:
+            exited.cancel()
 
     @contextlib.asynccontextmanager
     async def startup_deadline(self, seconds: float) -> AsyncIterator[None]:

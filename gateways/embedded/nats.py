@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from gateways.embedded.probe import jetstream_answers
 from gateways.embedded.statedir import StateDirLock, end_orphan, read_or_create_secret
 
 _STOP = ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0))
+_log = logging.getLogger(__name__)
 _PORT_ATTEMPTS = 3
 
 
@@ -144,7 +146,9 @@ class EmbeddedNats:
 
     async def _start_locked(self) -> str:
         binary = nats_server_binary()
-        await end_orphan(self._pid_file, str(self.config_path), _STOP)
+        orphan = await end_orphan(self._pid_file, str(self.config_path), _STOP)
+        if orphan is not None:
+            _log.warning("ended nats-server %d, left running by a dead owner", orphan)
         token = read_or_create_secret(self.directory / "token")
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = free_loopback_port()
@@ -178,6 +182,7 @@ class EmbeddedNats:
                 await child.stop(_STOP)
                 raise
             self._child = child
+            _log.info("nats-server on 127.0.0.1:%d, JetStream in %s", port, self.directory)
             if monitor_port is not None:
                 self._monitor_url = f"http://127.0.0.1:{monitor_port}"
             return url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import logging
 import os
 import shutil
 import signal
@@ -30,6 +31,7 @@ from gateways.embedded.service_user import (
 from gateways.embedded.statedir import StateDirLock, end_orphan, read_or_create_secret
 
 SUPERUSER = "postgres"
+_log = logging.getLogger(__name__)
 # Fast shutdown (roll back sessions, checkpoint), then immediate (crash recovery on next start).
 _STOP = ((signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0))
 _PORT_ATTEMPTS = 3
@@ -117,7 +119,11 @@ class EmbeddedPostgres:
     async def _start_locked(self) -> str:
         bin_dir = postgres_bin_dir()
         run_as = await self._prepare_account(bin_dir)
-        await end_orphan(self.data_dir / "postmaster.pid", str(self.data_dir), _STOP)
+        orphan = await end_orphan(self.data_dir / "postmaster.pid", str(self.data_dir), _STOP)
+        if orphan is not None:
+            _log.warning(
+                "ended PostgreSQL %d, left running on %s by a dead owner", orphan, self.data_dir
+            )
         password_file = self.directory / "superuser.password"
         initialised = (self.data_dir / "PG_VERSION").exists()
         if initialised and not password_file.exists():
@@ -125,6 +131,7 @@ class EmbeddedPostgres:
             raise EmbeddedServiceError(message)
         password = read_or_create_secret(password_file)
         if not initialised:
+            _log.info("initialising a PostgreSQL cluster in %s", self.data_dir)
             await self._initdb(bin_dir, password, run_as)
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = free_loopback_port()
@@ -153,6 +160,7 @@ class EmbeddedPostgres:
                 await child.stop(_STOP)
                 raise
             self._child = child
+            _log.info("PostgreSQL on 127.0.0.1:%d, data in %s", port, self.data_dir)
             return url
         raise AssertionError("unreachable: the last attempt returns or raises")
 

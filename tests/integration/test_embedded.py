@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from gateways.embedded import (
     platform_services,
     postgres_answers,
 )
+from gateways.embedded.child import free_loopback_port
 from gateways.embedded.statedir import end_orphan
 from gateways.settings import Settings
 
@@ -95,6 +97,21 @@ async def test_nats_syncs_every_write(tmp_path: Path) -> None:
         assert varz["jetstream"]["config"]["sync_always"] is True
         assert "sync_interval: always" in server.config_path.read_text()
         assert server.config_path.stat().st_mode & 0o077 == 0  # it holds the token
+
+
+async def test_a_port_taken_before_the_server_binds_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        ports = iter([squatter.getsockname()[1]])
+        monkeypatch.setattr(
+            "gateways.embedded.nats.free_loopback_port", lambda: next(ports, free_loopback_port())
+        )
+        async with EmbeddedNats(tmp_path / "nats") as server:
+            assert f":{squatter.getsockname()[1]}" not in server.url
+        assert "address already in use" in server.log_path.read_text()
 
 
 async def test_a_state_dir_has_one_owner(tmp_path: Path) -> None:
