@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
 
+from eventsourcing.domain import event as event_method
+
+from domain.aggregate import Aggregate
 from domain.metadata import Actor, CommandContext
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import AppendRequest, NewEvent
@@ -39,3 +44,20 @@ def request(
     return AppendRequest(
         events=events, command_id=command_id, fingerprint=fingerprint, result=result
     )
+
+
+class Account(Aggregate):
+    """A toy aggregate with a Decimal and a datetime, the values the library tags."""
+
+    id_prefix = "acct"
+
+    @event_method("Opened")
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+        self.balance = Decimal("0.00")
+        self.last_credited: datetime | None = None
+
+    @event_method("Credited")
+    def credit(self, amount: Decimal, at: datetime) -> None:
+        self.balance += amount
+        self.last_credited = at
