@@ -8,6 +8,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Touched after each install: pip runs again only when pyproject.toml is newer.
 STAMP := $(VENV)/.scloud-installed
+# Passed to every benchmark, e.g. make bench BENCH_ARGS="--scale 0.1".
+BENCH_ARGS ?=
 
 .PHONY: install run test lint typecheck bench
 
@@ -35,7 +37,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Each benchmark is a module with a __main__ guard, run from the repository root so that
+# it can import its helpers (tests/bench/common.py has none and is skipped).
 bench: $(STAMP)
 	shopt -s nullglob; for bench in tests/bench/*.py; do \
-		echo "== $$bench"; $(BIN)/python "$$bench"; \
+		grep -q '^if __name__ == "__main__":' "$$bench" || continue; \
+		module=$${bench%.py}; module=$${module//\//.}; \
+		echo "== $$module"; $(BIN)/python -m "$$module" $(BENCH_ARGS); \
 	done
