@@ -39,6 +39,7 @@ class EventRelay:
         js: JetStreamContext,
         *,
         stream: str = "SCLOUD_EVENTS",
+        prefix: str = EVENTS_PREFIX,
         window: int = 256,
         batch_size: int = 1000,
         idle_poll: float = 1.0,
@@ -46,6 +47,7 @@ class EventRelay:
         self.store = store
         self.js = js
         self.stream = stream
+        self.prefix = prefix
         self.window = window
         self.batch_size = batch_size
         self.idle_poll = idle_poll
@@ -55,7 +57,7 @@ class EventRelay:
     async def ensure_stream(self) -> None:
         config = StreamConfig(
             name=self.stream,
-            subjects=[f"{EVENTS_PREFIX}.>"],
+            subjects=[f"{self.prefix}.>"],
             storage=StorageType.FILE,
             duplicate_window=120.0,
         )
@@ -84,7 +86,7 @@ class EventRelay:
             }
             if previous:
                 headers[Header.EXPECTED_LAST_MSG_ID] = str(previous)
-            subject = event_subject(event.tenant_id, event.originator_id, event.topic)
+            subject = event_subject(event.tenant_id, event.originator_id, event.topic, self.prefix)
             future = await self.js.publish_async(
                 subject, wire.encode(event), headers=headers, stream=self.stream
             )

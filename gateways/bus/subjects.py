@@ -22,11 +22,13 @@ def event_name(topic: str) -> str:
     return topic.rpartition(":")[2].rpartition(".")[2]
 
 
-def event_subject(tenant_id: str | None, originator_id: str, topic: str) -> str:
+def event_subject(
+    tenant_id: str | None, originator_id: str, topic: str, prefix: str = EVENTS_PREFIX
+) -> str:
     tenant = token(tenant_id) if tenant_id else PLATFORM_TENANT
-    return f"{EVENTS_PREFIX}.{tenant}.{token(originator_id)}.{token(event_name(topic))}"
+    return f"{prefix}.{tenant}.{token(originator_id)}.{token(event_name(topic))}"
 
 
-def tenant_filter(tenant_id: str) -> str:
+def tenant_filter(tenant_id: str, prefix: str = EVENTS_PREFIX) -> str:
     """The subject filter that matches one tenant's events and nothing else."""
-    return f"{EVENTS_PREFIX}.{token(tenant_id)}.>"
+    return f"{prefix}.{token(tenant_id)}.>"

@@ -304,5 +304,6 @@ class GroupCommitter:
         try:
             results = await self._writer.write(conn, [request])
         except asyncpg.PostgresError as error:
-            return error
+            failure: Exception = error
+            return failure
         return results[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -149,6 +150,25 @@ class PostgresEventStore:
         value = await self.pool.fetchval(self._sql_last)
         return int(value)
 
+    @contextlib.asynccontextmanager
+    async def appended(self) -> AsyncIterator[asyncio.Event]:
+        """An event set whenever anything is appended (by any process) while inside."""
+        wake = asyncio.Event()
+
+        def on_notify(*_: object) -> None:
+            wake.set()
+
+        channel = notify_channel(self.schema)
+        listener = await self.pool.acquire()
+        try:
+            await listener.add_listener(channel, on_notify)
+            try:
+                yield wake
+            finally:
+                await listener.remove_listener(channel, on_notify)
+        finally:
+            await self.pool.release(listener)
+
     async def subscribe(
         self, *, after: int = 0, batch_size: int = 1000, idle_poll: float = 1.0
     ) -> AsyncIterator[list[RecordedEvent]]:
@@ -157,15 +177,7 @@ class PostgresEventStore:
         Live appends are signalled by NOTIFY; the poll after ``idle_poll`` seconds
         covers a notification lost with a dropped connection.
         """
-        wake = asyncio.Event()
-        listener = await self.pool.acquire()
-
-        def on_notify(*_: object) -> None:
-            wake.set()
-
-        channel = notify_channel(self.schema)
-        await listener.add_listener(channel, on_notify)
-        try:
+        async with self.appended() as wake:
             position = after
             while True:
                 wake.clear()
@@ -175,12 +187,5 @@ class PostgresEventStore:
                     yield batch
                     if len(batch) == batch_size:
                         continue
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=idle_poll)
-                except TimeoutError:
-                    pass
-        finally:
-            try:
-                await listener.remove_listener(channel, on_notify)
-            finally:
-                await self.pool.release(listener)
