@@ -1,12 +1,14 @@
-"""Small constructors for the event store's records, shared by the event store tests."""
+"""Shared by the event store tests: schemas, records to append, a toy aggregate."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 
+import asyncpg
 from eventsourcing.domain import event as event_method
 
 from domain.aggregate import Aggregate
@@ -18,6 +20,18 @@ TOPIC = "tests.eventstore:Happened"
 
 OpenStore = Callable[[], Awaitable[PostgresEventStore]]
 """Opens another store on the test's schema (the ``open_store`` fixture)."""
+
+
+def new_schema_name() -> str:
+    return "t_" + secrets.token_hex(8)
+
+
+async def drop_schema(database_url: str, schema: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
 
 
 def stream() -> str:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from gateways.eventstore.postgres import PostgresEventStore
-from tests.integration.eventstore.builders import OpenStore
-
-
-def new_schema_name() -> str:
-    return "t_" + secrets.token_hex(8)
-
-
-async def drop_schema(database_url: str, schema: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-    finally:
-        await conn.close()
+from tests.integration.eventstore.builders import OpenStore, drop_schema, new_schema_name
 
 
 @pytest.fixture
