@@ -8,6 +8,8 @@ from aiohttp import web
 
 from api import health
 from api.problems import problems_middleware
+from api.routes import apikeys, audit, operations, quotas, roles, session, tenants, users
+from api.routing import Endpoint
 from api.state import PLATFORM
 
 if TYPE_CHECKING:
@@ -18,4 +20,14 @@ def build_app(platform: Platform) -> web.Application:
     app = web.Application(middlewares=[problems_middleware], client_max_size=4 * 1024**2)
     app[PLATFORM] = platform
     app.add_routes(health.routes)
+    for module in ROUTE_MODULES:
+        module.router.install(app)
     return app
+
+
+ROUTE_MODULES = (session, tenants, users, apikeys, roles, operations, audit, quotas)
+
+
+def endpoints() -> list[Endpoint]:
+    """Every declared endpoint: for the OpenAPI document and the generated tests."""
+    return [e for module in ROUTE_MODULES for e in module.router.endpoints]

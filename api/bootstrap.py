@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nats
 from aiohttp import web
@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from api.app import build_app
+from api.services.executor import CommandExecutor
 from domain.identity.user import User
 from domain.metadata import Actor, CommandContext
 from gateways.bus.relay import EventRelay
@@ -21,8 +22,13 @@ from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.repository import Repository
 from gateways.passwords import generate_password, hash_password
 from gateways.settings import Settings
+from gateways.tokens import TokenSigner, token_key
+from projections.audit.log import AuditLog
+from projections.identity.cache import IdentityCache
 from projections.projection import Projection
+from projections.resources.documents import ResourceDocuments
 from projections.resources.index import ResourceIndex
+from projections.resources.queries import DocumentQueries
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger(__name__)
@@ -39,9 +45,16 @@ class Platform:
     repository: Repository
     nats: NATS
     js: JetStreamContext
+    tokens: TokenSigner
+    identity: IdentityCache = field(default_factory=IdentityCache)
+
+    def __post_init__(self) -> None:
+        self.executor = CommandExecutor(self.repository)
+        self.documents = DocumentQueries(self.settings.schema)
 
     def projections(self) -> list[Projection]:
-        return [ResourceIndex(self.settings.schema)]
+        schema = self.settings.schema
+        return [ResourceIndex(schema), ResourceDocuments(schema), AuditLog(schema)]
 
 
 @contextlib.asynccontextmanager
@@ -52,7 +65,12 @@ async def open_platform(
     try:
         client = await nats.connect(nats_url, name="scloud", max_reconnect_attempts=-1)
         try:
-            yield Platform(settings, store, Repository(store), client, client.jetstream())
+            signer = TokenSigner(token_key(settings.token_key, settings.state_dir))
+            platform = Platform(
+                settings, store, Repository(store), client, client.jetstream(), signer
+            )
+            await platform.identity.catch_up(store)
+            yield platform
         finally:
             await client.drain()
     finally:
@@ -68,6 +86,7 @@ async def ensure_first_admin(platform: Platform) -> tuple[str, str | None]:
         password_hash=hash_password(password),
         roles=["platform:admin"],
         tenant_id=None,
+        kind="platform",
     )
     context = CommandContext(actor=Actor.system("bootstrap"), command_id=FIRST_ADMIN_COMMAND)
     result = await platform.repository.save(context, admin, result=admin.id.encode())
@@ -79,13 +98,17 @@ async def run_worker(platform: Platform, stop: asyncio.Event) -> None:
     runners = [ProjectionRunner(platform.store, p) for p in platform.projections()]
     for runner in runners:
         await runner.setup()
-    relay = EventRelay(platform.store, platform.js, stream=platform.settings.stream_name)
+    settings = platform.settings
+    relay = EventRelay(
+        platform.store, platform.js, stream=settings.stream_name, prefix=settings.subject_prefix
+    )
     await _until_first_failure(
         [relay.run(stop), *(runner.follow(stop) for runner in runners)], stop
     )
 
 
 async def run_api(platform: Platform, stop: asyncio.Event, on_ready: Callable[[str], None]) -> None:
+    follower = asyncio.create_task(platform.identity.follow(platform.store, stop))
     runner = web.AppRunner(build_app(platform), access_log=None)
     await runner.setup()
     settings = platform.settings
@@ -96,6 +119,7 @@ async def run_api(platform: Platform, stop: asyncio.Event, on_ready: Callable[[s
         await stop.wait()
     finally:
         await runner.cleanup()
+        follower.cancel()
 
 
 async def _until_first_failure(jobs: list[Awaitable[None]], stop: asyncio.Event) -> None:

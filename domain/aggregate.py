@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ from domain import clock
 from domain.ids import new_id
 
 
+@dataclass(frozen=True)
 class Event(CanMutateAggregate[str], DomainEvent):
     """A fact about one aggregate; its timestamp comes from the clock in force."""
 
@@ -31,12 +33,14 @@ class Event(CanMutateAggregate[str], DomainEvent):
         return clock.now()
 
 
+@dataclass(frozen=True)
 class Created(Event, CanInitAggregate[str]):
     """The first event of every aggregate."""
 
     originator_topic: str
 
 
+@dataclass(frozen=True)
 class Snapshot(CanSnapshotAggregate[str], DomainEvent):
     """An aggregate's whole state at one version, to shorten long streams."""
 

@@ -37,3 +37,14 @@ def is_id(identifier: str, prefix: str | None = None) -> bool:
     """True when ``identifier`` is well formed (and has ``prefix``, if given)."""
     match = _ID_PATTERN.match(identifier)
     return match is not None and (prefix is None or match.group(1) == prefix)
+
+
+def derived_id(prefix: str, owner_id: str) -> str:
+    """A deterministic id for a singleton tied to another aggregate (its quota ledger, say).
+
+    ``derived_id("qta", "tnt-01jd…")`` is ``qta-01jd…``: finding it needs no lookup.
+    """
+    match = _ID_PATTERN.match(owner_id)
+    if match is None:
+        raise ValueError(f"malformed id {owner_id!r}")
+    return f"{prefix}-{match.group(2)}"

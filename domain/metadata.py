@@ -20,9 +20,11 @@ class ActorKind(StrEnum):
     HOST = "host"
 
 
-class Actor(msgspec.Struct, frozen=True):
+class Actor(msgspec.Struct, frozen=True, omit_defaults=True):
     kind: ActorKind
     id: str
+    via: str | None = None
+    """The API key the actor signed in with, if any."""
 
     @classmethod
     def system(cls, component: str = "platform") -> Actor:
@@ -39,6 +41,8 @@ class EventMetadata(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str | None = None
     causation_id: str | None = None
     command_id: str | None = None
+    source: str | None = None
+    """The caller's network address, for requests."""
     occurred_at: datetime
 
 
@@ -54,6 +58,7 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+    source: str | None = None
 
     def metadata(self) -> EventMetadata:
         """A fresh envelope for one event caused by this command."""
@@ -65,5 +70,6 @@ class CommandContext(msgspec.Struct, frozen=True, kw_only=True):
             correlation_id=self.correlation_id or self.request_id,
             causation_id=self.causation_id,
             command_id=self.command_id,
+            source=self.source,
             occurred_at=clock.now(),
         )

@@ -28,6 +28,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """First admin's password; None generates one and prints it once."""
     stream_name: str = "SCLOUD_EVENTS"
     """JetStream stream the relay publishes every event to."""
+    subject_prefix: str = "events"
+    """First token of every exported event's subject (one NATS, several platforms)."""
+    token_key: str | None = None
+    """Hex key that signs bearer tokens; shared by every API replica. None: one is
+    generated and kept in ``state_dir`` (fine for a single machine)."""
+    token_ttl_seconds: int = 12 * 3600
     host_id: str = socket.gethostname()
     """This hypervisor's name, for ``scloud hostd``."""
 
@@ -47,5 +53,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             admin_email=env.get("SCLOUD_ADMIN_EMAIL", defaults.admin_email),
             admin_password=env.get("SCLOUD_ADMIN_PASSWORD") or None,
             stream_name=env.get("SCLOUD_STREAM", defaults.stream_name),
+            subject_prefix=env.get("SCLOUD_SUBJECT_PREFIX", defaults.subject_prefix),
             host_id=env.get("SCLOUD_HOST_ID", defaults.host_id),
+            token_key=env.get("SCLOUD_TOKEN_KEY") or None,
+            token_ttl_seconds=int(
+                env.get("SCLOUD_TOKEN_TTL_SECONDS", str(defaults.token_ttl_seconds))
+            ),
         )

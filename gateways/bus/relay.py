@@ -118,12 +118,12 @@ class EventRelay:
         async with _leadership(self.store, stop) as leader:
             if not leader:
                 return
-            await self.ensure_stream()
             backoff = 0.1
             async with self.store.appended() as appended:
                 while not stop.is_set():
                     appended.clear()
                     try:
+                        await self.ensure_stream()
                         self.published = await self.last_published()
                         await self.run_once()
                         backoff = 0.1

@@ -1,0 +1,226 @@
+"""One request's context: its caller, its decoded input, and the conventions of answering."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import web
+
+from api.services.executor import CommandFailed, Decision, Outcome
+from domain.errors import DomainError, NotFound, ValidationFailed
+from domain.identity.permissions import Principal, decide
+from domain.metadata import Actor, ActorKind, CommandContext
+from projections.resources.queries import Document, Page
+from projections.runner import wait_for_position
+
+if TYPE_CHECKING:
+    from api.bootstrap import Platform
+    from api.routing import Endpoint
+
+_json = msgspec.json.Encoder()
+MIN_POSITION_HEADER = "X-Scloud-Min-Position"
+POSITION_HEADER = "X-Scloud-Position"
+READ_YOUR_WRITES_TIMEOUT = 10.0
+
+
+class NotYetVisible(DomainError):
+    code = "not_yet_visible"
+    status = 503
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=_json.encode(data), content_type="application/json", headers=headers
+    )
+
+
+class Call:
+    def __init__(self, request: web.Request, platform: Platform, endpoint: Endpoint) -> None:
+        self.request = request
+        self.platform = platform
+        self.endpoint = endpoint
+        self.principal: Principal | None = None
+        self.body: Any = None
+        self.query: Any = None
+
+    # -- who -------------------------------------------------------------------------
+
+    @property
+    def me(self) -> Principal:
+        if self.principal is None:
+            raise AssertionError("endpoint is public")
+        return self.principal
+
+    @property
+    def source(self) -> str | None:
+        return self.request.remote
+
+    def actor(self) -> Actor:
+        principal = self.principal
+        if principal is None:
+            return Actor(ActorKind.USER, "anonymous")
+        if principal.api_key_id is not None:
+            return Actor(ActorKind.API_KEY, principal.user_id, via=principal.api_key_id)
+        if principal.is_platform:
+            return Actor(ActorKind.ADMIN, principal.user_id)
+        owner = "owner" in principal.roles
+        return Actor(ActorKind.USER if owner else ActorKind.SUB_ACCOUNT, principal.user_id)
+
+    def context(self, tenant_id: str | None) -> CommandContext:
+        key = self.request.headers.get("Idempotency-Key")
+        command_id = None
+        if key:
+            if len(key) > 200:
+                raise ValidationFailed("Idempotency-Key is longer than 200 characters")
+            scope = self.principal.user_id if self.principal else "anonymous"
+            command_id = f"{scope}:{key}"
+        request_id = self.request["request_id"]
+        return CommandContext(
+            actor=self.actor(),
+            tenant_id=tenant_id,
+            command_id=command_id,
+            fingerprint=self._fingerprint(),
+            request_id=request_id,
+            correlation_id=self.request.headers.get("X-Correlation-Id") or request_id,
+            source=self.source,
+        )
+
+    def _fingerprint(self) -> bytes:
+        digest = hashlib.sha256(f"{self.request.method} {self.request.path_qs}\n".encode())
+        if self.body is not None:
+            digest.update(_json.encode(self.body))
+        return digest.digest()
+
+    # -- deciding --------------------------------------------------------------------
+
+    def check(
+        self,
+        action: str,
+        *,
+        tenant_id: str | None,
+        project_id: str | None = None,
+    ) -> str | None:
+        return decide(self.me, action, tenant_id=tenant_id, project_id=project_id)
+
+    async def audit_denial(self, error: DomainError, resource_id: str | None = None) -> None:
+        tenant = self.principal.tenant_id if self.principal else None
+        await self.platform.executor.deny(
+            self.context(tenant), self.endpoint.action or "auth", resource_id, self.source, error
+        )
+
+    async def execute(
+        self, decision: Decision, *, tenant_id: str | None, action: str | None = None
+    ) -> Outcome:
+        """Run the endpoint's command; a refusal is recorded and raised as its error."""
+        context = self.context(tenant_id)
+        try:
+            outcome = await self.platform.executor.run(
+                context,
+                action or self.endpoint.action or "command",
+                decision,
+                source=self.source,
+                if_match=self.if_match(),
+            )
+        except CommandFailed as failed:
+            failed.error.context.setdefault("operation_id", failed.outcome.operation_id)
+            raise failed.error from None
+        # The caller may sign in with what it just created: make our own cache current.
+        await self.platform.identity.catch_up(self.platform.store, outcome.position)
+        return outcome
+
+    def if_match(self) -> int | None:
+        given = self.request.headers.get("If-Match")
+        if given is None:
+            return None
+        try:
+            return int(given.strip().strip('"').removeprefix("W/").strip('"'))
+        except ValueError:
+            raise ValidationFailed("If-Match must be an ETag this API gave out") from None
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def read_your_writes(self) -> None:
+        """Wait (bounded) until the documents include the position the caller names."""
+        given = self.request.query.get("min_position") or self.request.headers.get(
+            MIN_POSITION_HEADER
+        )
+        if not given:
+            return
+        try:
+            position = int(given)
+        except ValueError:
+            raise ValidationFailed("min_position must be an integer") from None
+        reached = await wait_for_position(
+            self.platform.store.pool,
+            self.platform.settings.schema,
+            "resource_documents",
+            position,
+            READ_YOUR_WRITES_TIMEOUT,
+        )
+        if not reached:
+            raise NotYetVisible(f"position {position} is not yet visible; retry shortly")
+
+    async def document(self, resource_id: str, kind: str, action: str) -> Document:
+        """The caller's own resource, or 404: another tenant's looks like a missing one."""
+        await self.read_your_writes()
+        found = await self.platform.documents.get(self.platform.store.pool, resource_id)
+        if found is None or found.kind != kind:
+            raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
+        reason = self.check(action, tenant_id=found.tenant_id, project_id=found.project_id)
+        if reason is None and not self.me.is_platform and found.tenant_id != self.me.tenant_id:
+            reason = "the platform's own resource"
+        if reason is not None:
+            await self.audit_denial(DomainError(reason), resource_id)
+            raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
+        return found
+
+    # -- answering -------------------------------------------------------------------
+
+    def accepted(self, outcome: Outcome, status: int = 202) -> web.Response:
+        body = {
+            "operation_id": outcome.operation_id,
+            "resource_id": outcome.resource_id,
+            "position": outcome.position,
+            **outcome.body,
+        }
+        headers = {
+            "Location": f"/v1/operations/{outcome.operation_id}",
+            POSITION_HEADER: str(outcome.position),
+        }
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return json_response(body, status, headers)
+
+    def one(self, document: Document) -> web.Response:
+        return json_response(document.view, headers={"ETag": f'"{document.version}"'})
+
+    def page(self, page: Page, limit: int) -> web.Response:
+        token = encode_page_token(page.next_after) if page.next_after else None
+        headers = {}
+        if token:
+            query = dict(self.request.query)
+            query.update(page_token=token, limit=str(limit))
+            link = self.request.rel_url.with_query(query)
+            headers["Link"] = f'<{link}>; rel="next"'
+        body = {"items": [d.view for d in page.items], "next_page_token": token}
+        return json_response(body, headers=headers)
+
+
+def encode_page_token(after: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(_json.encode(list(after))).rstrip(b"=").decode()
+
+
+def decode_page_token(token: str | None) -> tuple[str, str] | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        value, resource_id = msgspec.json.decode(raw, type=tuple[str, str])
+    except (ValueError, msgspec.DecodeError):
+        raise ValidationFailed("page_token is not one this API gave out") from None
+    return value, resource_id

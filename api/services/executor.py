@@ -1,0 +1,193 @@
+"""Runs commands: decide on fresh state, append with the operation, retry on conflicts.
+
+Every command, successful, failed or denied, leaves an Operation: that is what the
+``202`` answer points at and what the audit log is made of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from api.services.unit_of_work import UnitOfWork
+from domain.errors import Conflict, DomainError
+from domain.metadata import CommandContext
+from domain.operations.operation import DENIED, FAILED, SUCCEEDED, Operation
+from gateways.eventstore.records import ConcurrencyConflict, IdempotencyKeyReused
+from gateways.eventstore.repository import Repository
+
+Decision = Callable[[UnitOfWork], Awaitable["Decided"]]
+MAX_ATTEMPTS = 12
+
+
+class Decided(msgspec.Struct, kw_only=True):
+    """What a command decided: the resource it is about, and what to answer."""
+
+    resource_id: str | None = None
+    body: dict[str, Any] = {}
+    """Extra fields for the answer (a new key's secret, shown once)."""
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    operation_id: str
+    resource_id: str | None
+    position: int
+    body: dict[str, Any] = {}
+    replayed: bool = False
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "idempotency_key_in_use"
+
+
+class CommandFailed(Exception):
+    """The command was refused; its failed operation is recorded."""
+
+    def __init__(self, error: DomainError, outcome: Outcome) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.outcome = outcome
+
+
+_encode = msgspec.json.Encoder().encode
+_decode_outcome = msgspec.json.Decoder(Outcome).decode
+
+
+class CommandExecutor:
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+        self._in_flight: set[str] = set()
+
+    async def run(
+        self,
+        context: CommandContext,
+        action: str,
+        decide: Decision,
+        *,
+        source: str | None = None,
+        if_match: int | None = None,
+    ) -> Outcome:
+        """Decide and append; a repeat of the command id answers what the first did."""
+        command_id = context.command_id
+        if command_id is not None:
+            earlier = await self.repository.store.find_command(command_id)
+            if earlier is not None:
+                last = earlier.positions[-1] if earlier.positions else 0
+                return self._replay(context, earlier.fingerprint, earlier.result, last)
+            if command_id in self._in_flight:
+                raise IdempotencyKeyInUse("a request with this Idempotency-Key is still running")
+            self._in_flight.add(command_id)
+        try:
+            return await self._run(context, action, decide, source, if_match)
+        finally:
+            if command_id is not None:
+                self._in_flight.discard(command_id)
+
+    async def _run(
+        self,
+        context: CommandContext,
+        action: str,
+        decide: Decision,
+        source: str | None,
+        if_match: int | None,
+    ) -> Outcome:
+        for attempt in range(MAX_ATTEMPTS):
+            unit = UnitOfWork(self.repository, if_match)
+            try:
+                decided = await decide(unit)
+            except DomainError as error:
+                outcome = await self.record(context, action, None, source, FAILED, error)
+                raise CommandFailed(error, outcome) from error
+            operation = self._operation(context, action, decided.resource_id, source, SUCCEEDED)
+            outcome = Outcome(
+                operation_id=operation.id,
+                resource_id=decided.resource_id,
+                position=0,
+                body=decided.body,
+            )
+            try:
+                appended = await self.repository.save(
+                    context, *unit.changed(), operation, result=_encode(outcome)
+                )
+            except ConcurrencyConflict:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
+                continue  # someone changed what we read: decide again on fresh state
+            if appended.replayed:
+                return self._stored(appended.result, appended.last_position)
+            outcome.position = appended.last_position
+            return outcome
+        raise AssertionError("unreachable")
+
+    async def record(
+        self,
+        context: CommandContext,
+        action: str,
+        resource_id: str | None,
+        source: str | None,
+        status: str,
+        error: DomainError,
+    ) -> Outcome:
+        """Append a refused command's operation (failed or denied), alone."""
+        operation = self._operation(
+            context, action, resource_id, source, status, error.code, error.detail
+        )
+        outcome = Outcome(operation_id=operation.id, resource_id=resource_id, position=0)
+        appended = await self.repository.save(context, operation, result=_encode(outcome))
+        if appended.replayed:
+            return self._stored(appended.result, appended.last_position)
+        outcome.position = appended.last_position
+        return outcome
+
+    async def deny(
+        self,
+        context: CommandContext,
+        action: str,
+        resource_id: str | None,
+        source: str | None,
+        error: DomainError,
+    ) -> Outcome:
+        # A denial is recorded under no command id: a retried request is denied again.
+        anonymous = msgspec.structs.replace(context, command_id=None, fingerprint=b"")
+        return await self.record(anonymous, action, resource_id, source, DENIED, error)
+
+    def _replay(
+        self, context: CommandContext, fingerprint: bytes, result: bytes, position: int
+    ) -> Outcome:
+        if fingerprint != context.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was used with a different request",
+                command_id=context.command_id,
+            )
+        return self._stored(result, position)
+
+    @staticmethod
+    def _stored(result: bytes, position: int) -> Outcome:
+        outcome = _decode_outcome(result)
+        outcome.replayed = True
+        outcome.position = outcome.position or position
+        return outcome
+
+    @staticmethod
+    def _operation(
+        context: CommandContext,
+        action: str,
+        resource_id: str | None,
+        source: str | None,
+        status: str,
+        error_code: str | None = None,
+        error_detail: str | None = None,
+    ) -> Operation:
+        return Operation(
+            action=action,
+            resource_id=resource_id,
+            tenant_id=context.tenant_id,
+            actor_id=context.actor.id,
+            request_id=context.request_id,
+            source=source,
+            status=status,
+            error_code=error_code,
+            error_detail=error_detail,
+        )

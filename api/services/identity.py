@@ -1,0 +1,197 @@
+"""Decisions of identity commands: tenants, users, keys, roles, projects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from api.auth import api_key_credential
+from api.services.executor import Decided
+from api.services.unit_of_work import UnitOfWork
+from domain.errors import Conflict, InvalidState, NotFound, ValidationFailed
+from domain.identity.apikey import ApiKey
+from domain.identity.email_claim import EmailClaim, claim_id
+from domain.identity.permissions import PLATFORM_ROLES, TENANT_ROLES, Principal
+from domain.identity.project import Project
+from domain.identity.role import Role
+from domain.identity.tenant import Tenant
+from domain.identity.user import User
+from domain.quota.kinds import GLOBAL_REGION
+from domain.quota.ledger import QuotaLedger, ledger_id
+from gateways.passwords import hash_password
+from gateways.tokens import hash_secret, new_key_secret
+
+
+async def claim_email(unit: UnitOfWork, email: str, user_id: str) -> None:
+    existing = await unit.find(claim_id(email), EmailClaim)
+    if existing is None:
+        unit.add(EmailClaim.claim(email, user_id))
+    elif existing.user_id is None:
+        existing.reclaim(user_id)
+    else:
+        raise Conflict(f"{email} is already in use", field="email")
+
+
+def check_password(password: str) -> str:
+    if len(password) < 12:
+        raise ValidationFailed("a password needs at least 12 characters", field="password")
+    return password
+
+
+def check_roles(roles: list[str], *, platform: bool) -> list[str]:
+    known = PLATFORM_ROLES if platform else TENANT_ROLES
+    unknown = [r for r in roles if r not in known]
+    if unknown:
+        raise ValidationFailed(f"unknown roles {unknown}; known: {sorted(known)}", field="roles")
+    return roles
+
+
+async def create_tenant(
+    unit: UnitOfWork, name: str, currency: str, owner_email: str, owner_password: str
+) -> Decided:
+    tenant = Tenant(name=name, currency=currency, contact_email=owner_email)
+    owner = User(
+        email=owner_email,
+        password_hash=hash_password(check_password(owner_password)),
+        roles=["owner"],
+        tenant_id=tenant.id,
+        kind="owner",
+    )
+    await claim_email(unit, owner_email, owner.id)
+    unit.add(tenant)
+    unit.add(owner)
+    unit.add(QuotaLedger.open(tenant.id))
+    return Decided(resource_id=tenant.id, body={"owner_id": owner.id})
+
+
+async def check_custom_roles(unit: UnitOfWork, tenant_id: str, role_ids: list[str]) -> None:
+    for role_id in role_ids:
+        role = await unit.find(role_id, Role)
+        if role is None or role.tenant_id != tenant_id:
+            raise ValidationFailed(f"{role_id} is not a role of this tenant", field="custom_roles")
+
+
+async def check_projects(unit: UnitOfWork, tenant_id: str, projects: list[str] | None) -> None:
+    for project_id in projects or []:
+        project = await unit.find(project_id, Project)
+        if project is None or project.tenant_id != tenant_id:
+            raise ValidationFailed(
+                f"{project_id} is not a project of this tenant", field="projects"
+            )
+
+
+async def create_sub_account(
+    unit: UnitOfWork,
+    tenant_id: str,
+    email: str,
+    password: str,
+    roles: list[str],
+    custom_roles: list[str],
+    projects: list[str] | None,
+) -> Decided:
+    check_roles(roles, platform=False)
+    if "owner" in roles:
+        raise ValidationFailed("a tenant has one owner", field="roles")
+    await check_custom_roles(unit, tenant_id, custom_roles)
+    await check_projects(unit, tenant_id, projects)
+    user = User(
+        email=email,
+        password_hash=hash_password(check_password(password)),
+        roles=roles,
+        tenant_id=tenant_id,
+        kind="sub_account",
+        custom_roles=custom_roles,
+        projects=projects,
+    )
+    await claim_email(unit, email, user.id)
+    ledger = await unit.get(ledger_id(tenant_id), QuotaLedger)
+    ledger.allocate(user.id, GLOBAL_REGION, {"sub_accounts": 1}, {})
+    unit.add(user)
+    return Decided(resource_id=user.id)
+
+
+async def create_platform_user(
+    unit: UnitOfWork, email: str, password: str, roles: list[str]
+) -> Decided:
+    check_roles(roles, platform=True)
+    user = User(
+        email=email,
+        password_hash=hash_password(check_password(password)),
+        roles=roles,
+        tenant_id=None,
+        kind="platform",
+    )
+    await claim_email(unit, email, user.id)
+    unit.add(user)
+    return Decided(resource_id=user.id)
+
+
+async def user_of(unit: UnitOfWork, user_id: str, tenant_id: str | None) -> User:
+    user = await unit.get(user_id, User, checked=True)
+    if user.tenant_id != tenant_id:
+        raise NotFound(f"{user_id} does not exist", resource_id=user_id)
+    return user
+
+
+async def create_api_key(
+    unit: UnitOfWork,
+    principal: Principal,
+    name: str,
+    actions: list[str] | None,
+    expires_at: datetime | None,
+) -> Decided:
+    if expires_at is not None and expires_at.tzinfo is None:
+        raise ValidationFailed("expires_at needs a timezone", field="expires_at")
+    secret = new_key_secret()
+    key = ApiKey(
+        user_id=principal.user_id,
+        tenant_id=principal.tenant_id,
+        name=name,
+        secret_hash=hash_secret(secret),
+        actions=actions,
+        expires_at=expires_at,
+    )
+    if principal.tenant_id is not None:
+        ledger = await unit.get(ledger_id(principal.tenant_id), QuotaLedger)
+        ledger.allocate(key.id, GLOBAL_REGION, {"api_keys": 1}, {})
+    unit.add(key)
+    return Decided(
+        resource_id=key.id,
+        body={"api_key": api_key_credential(key.id, secret), "key_id": key.id},
+    )
+
+
+async def revoke_api_key(unit: UnitOfWork, principal: Principal, key_id: str) -> Decided:
+    key = await unit.get(key_id, ApiKey, checked=True)
+    if key.tenant_id != principal.tenant_id or (
+        key.user_id != principal.user_id
+        and "owner" not in principal.roles
+        and not principal.is_platform
+        and "admin" not in principal.roles
+    ):
+        raise NotFound(f"{key_id} does not exist", resource_id=key_id)
+    key.revoke()
+    if key.tenant_id is not None:
+        ledger = await unit.get(ledger_id(key.tenant_id), QuotaLedger)
+        ledger.release(key.id)
+    return Decided(resource_id=key.id)
+
+
+async def disable_user(unit: UnitOfWork, tenant_id: str | None, user_id: str) -> Decided:
+    user = await user_of(unit, user_id, tenant_id)
+    user.disable()
+    if user.tenant_id is not None:
+        ledger = await unit.get(ledger_id(user.tenant_id), QuotaLedger)
+        ledger.release(user.id)
+    claim = await unit.find(claim_id(user.email), EmailClaim)
+    if claim is not None and claim.user_id == user.id:
+        claim.release()
+    return Decided(resource_id=user.id)
+
+
+async def tenant_of(unit: UnitOfWork, tenant_id: str) -> Tenant:
+    return await unit.get(tenant_id, Tenant, checked=True)
+
+
+def require_active(tenant: Tenant) -> None:
+    if tenant.frozen:
+        raise InvalidState("the tenant is frozen", tenant_id=tenant.id)

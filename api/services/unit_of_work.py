@@ -1,0 +1,53 @@
+"""A command's working set: the aggregates it read and the ones it made, saved together."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from eventsourcing.domain import BaseAggregate
+
+from domain.errors import DomainError, NotFound
+from gateways.eventstore.repository import Repository
+
+A = TypeVar("A", bound=BaseAggregate[Any])
+
+
+class PreconditionFailed(DomainError):
+    """``If-Match`` named another version than the resource has."""
+
+    code = "precondition_failed"
+    status = 412
+
+
+class UnitOfWork:
+    def __init__(self, repository: Repository, if_match: int | None = None) -> None:
+        self.repository = repository
+        self.if_match = if_match
+        self.aggregates: dict[str, BaseAggregate[Any]] = {}
+
+    async def get(self, aggregate_id: str, kind: type[A], *, checked: bool = False) -> A:
+        """Load an aggregate once per command; ``checked`` applies the caller's If-Match."""
+        found = self.aggregates.get(aggregate_id)
+        if found is None:
+            found = await self.repository.get(aggregate_id, kind)
+            self.aggregates[aggregate_id] = found
+        if not isinstance(found, kind):
+            raise NotFound(f"{aggregate_id} is not a {kind.__name__}", resource_id=aggregate_id)
+        if checked and self.if_match is not None and found.version != self.if_match:
+            raise PreconditionFailed(
+                f"{aggregate_id} is at version {found.version}, not {self.if_match}",
+                resource_id=aggregate_id,
+            )
+        return found
+
+    async def find(self, aggregate_id: str, kind: type[A]) -> A | None:
+        try:
+            return await self.get(aggregate_id, kind)
+        except NotFound:
+            return None
+
+    def add(self, aggregate: BaseAggregate[Any]) -> None:
+        self.aggregates[aggregate.id] = aggregate
+
+    def changed(self) -> list[BaseAggregate[Any]]:
+        return [a for a in self.aggregates.values() if a.pending_events]
