@@ -93,18 +93,19 @@ async def ensure_first_admin(platform: Platform) -> tuple[str, str | None]:
     return settings.admin_email, None if result.replayed else password
 
 
-async def run_worker(platform: Platform, stop: asyncio.Event) -> None:
-    """Projections and the relay, until ``stop`` is set."""
+async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = True) -> None:
+    """Projections (and the relay to NATS), until ``stop`` is set."""
     runners = [ProjectionRunner(platform.store, p) for p in platform.projections()]
     for runner in runners:
         await runner.setup()
-    settings = platform.settings
-    relay = EventRelay(
-        platform.store, platform.js, stream=settings.stream_name, prefix=settings.subject_prefix
-    )
-    await _until_first_failure(
-        [relay.run(stop), *(runner.follow(stop) for runner in runners)], stop
-    )
+    jobs = [runner.follow(stop) for runner in runners]
+    if relay:
+        settings = platform.settings
+        exporter = EventRelay(
+            platform.store, platform.js, stream=settings.stream_name, prefix=settings.subject_prefix
+        )
+        jobs.append(exporter.run(stop))
+    await _until_first_failure(jobs, stop)
 
 
 async def run_api(platform: Platform, stop: asyncio.Event, on_ready: Callable[[str], None]) -> None:

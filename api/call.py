@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from aiohttp import web
 
+from api.problems import REQUEST_ID
 from api.services.executor import CommandFailed, Decision, Outcome
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
@@ -79,7 +80,7 @@ class Call:
                 raise ValidationFailed("Idempotency-Key is longer than 200 characters")
             scope = self.principal.user_id if self.principal else "anonymous"
             command_id = f"{scope}:{key}"
-        request_id = self.request["request_id"]
+        request_id = self.request[REQUEST_ID]
         return CommandContext(
             actor=self.actor(),
             tenant_id=tenant_id,

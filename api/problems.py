@@ -13,7 +13,7 @@ from domain.errors import DomainError
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID = web.AppKey("request_id", str)
+REQUEST_ID = web.RequestKey("request_id", str)
 _encoder = msgspec.json.Encoder()
 _REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -38,7 +38,7 @@ def problem_response(
         code=code,
         detail=detail,
         instance=request.path,
-        request_id=request.get("request_id"),
+        request_id=request.get(REQUEST_ID),
     )
     return web.Response(
         status=status,
@@ -60,7 +60,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request["request_id"] = _request_id(request)
+    request[REQUEST_ID] = _request_id(request)
     try:
         response = await handler(request)
     except DomainError as error:
@@ -77,5 +77,5 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = problem_response(
             request, 500, "internal_error", "Internal Server Error", "the error was logged"
         )
-    response.headers[_REQUEST_ID_HEADER] = request["request_id"]
+    response.headers[_REQUEST_ID_HEADER] = request[REQUEST_ID]
     return response
