@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import nats
@@ -123,7 +123,7 @@ async def run_api(platform: Platform, stop: asyncio.Event, on_ready: Callable[[s
         follower.cancel()
 
 
-async def _until_first_failure(jobs: list[Awaitable[None]], stop: asyncio.Event) -> None:
+async def _until_first_failure(jobs: Sequence[Awaitable[None]], stop: asyncio.Event) -> None:
     """Run jobs together; if one fails, stop the others and raise its error."""
     tasks = [asyncio.ensure_future(job) for job in jobs]
     try:
