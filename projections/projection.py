@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 
@@ -29,3 +29,26 @@ class Projection(Protocol):
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
         """Fold one batch into the tables. Must be a pure function of the events."""
         ...
+
+
+class Accumulator(Protocol):
+    """An in-memory fold of many batches, written in one go."""
+
+    def add(self, events: Sequence[RecordedEvent]) -> None:
+        """Fold events in position order; no I/O."""
+        ...
+
+    async def write(self, conn: asyncpg.Connection) -> None:
+        """Write everything folded so far."""
+        ...
+
+
+@runtime_checkable
+class Rebuildable(Projection, Protocol):
+    """A projection that can fold its whole history in memory, starting from empty tables.
+
+    Rebuilds then write each row once, in one transaction (so readers see the old tables
+    until the new ones are complete), instead of once per batch that touched it.
+    """
+
+    def accumulator(self) -> Accumulator: ...

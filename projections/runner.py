@@ -13,7 +13,7 @@ from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import RecordedEvent
 from gateways.waiting import wait_any
 from projections.checkpoints import CHANNEL, Checkpoints
-from projections.projection import Projection
+from projections.projection import Projection, Rebuildable
 
 ProgressHook = Callable[[int, int], None]
 """Called with (events applied so far, position reached) after each batch."""
@@ -109,15 +109,47 @@ class ProjectionRunner:
                 await wait_any(appended, stop, timeout=idle_poll)
 
     async def rebuild(self, *, progress: ProgressHook | None = None) -> tuple[int, float]:
-        """Empty the tables, replay from position 0; returns (events, seconds)."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.checkpoints.lock(conn, self.projection.name)
-            for table in self.projection.tables():
-                await conn.execute(f"TRUNCATE {table}")
-            await self.checkpoints.reset(conn, self.projection.name)
+        """Empty the tables and replay from position 0; returns (events, seconds)."""
         started = time.perf_counter()
-        applied = await self.catch_up(progress=progress)
+        if isinstance(self.projection, Rebuildable):
+            applied = await self._rebuild_in_memory(self.projection, progress)
+        else:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._empty(conn)
+            applied = await self.catch_up(progress=progress)
         return applied, time.perf_counter() - started
+
+    async def _empty(self, conn: asyncpg.Connection) -> None:
+        await self.checkpoints.lock(conn, self.projection.name)
+        for table in self.projection.tables():
+            await conn.execute(f"TRUNCATE {table}")
+        await self.checkpoints.reset(conn, self.projection.name)
+
+    async def _rebuild_in_memory(
+        self, projection: Rebuildable, progress: ProgressHook | None
+    ) -> int:
+        head = await self.store.last_position()
+        accumulator = projection.accumulator()
+        applied = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._empty(conn)
+            upcoming = asyncio.ensure_future(self._read(0, head))
+            try:
+                while batch := await upcoming:
+                    upcoming = asyncio.ensure_future(self._read(batch[-1].position, head))
+                    accumulator.add(batch)
+                    applied += len(batch)
+                    if progress is not None:
+                        progress(applied, batch[-1].position)
+            finally:
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await upcoming
+            await accumulator.write(conn)
+            if head > 0:
+                await self.checkpoints.advance(conn, projection.name, head)
+        self.position = head
+        return applied
 
 
 async def wait_for_position(

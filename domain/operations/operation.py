@@ -49,7 +49,8 @@ class Operation(Aggregate):
         self.error_code = error_code
         self.error_detail = error_detail
         self.deadline = deadline
-        self.finished_at: datetime | None = None if status == RUNNING else clock.now()
+        # The creation time, not "now": __init__ runs again whenever the aggregate is replayed.
+        self.finished_at: datetime | None = None if status == RUNNING else self.created_on
 
     @property
     def done(self) -> bool:

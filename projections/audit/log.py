@@ -61,9 +61,25 @@ class AuditLog:
     def tables(self) -> Sequence[str]:
         return (self.table,)
 
+    def accumulator(self) -> _AuditFold:
+        return _AuditFold(self._insert, self._finish)
+
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-        rows: list[tuple[Any, ...]] = []
-        finished: list[tuple[str, str, str | None, str | None]] = []
+        fold = self.accumulator()
+        fold.add(events)
+        await fold.write(conn)
+
+
+class _AuditFold:
+    """New rows and outcomes; an outcome of a row folded here just edits that row."""
+
+    def __init__(self, insert: str, finish: str) -> None:
+        self._insert = insert
+        self._finish = finish
+        self.rows: dict[str, list[Any]] = {}
+        self.finished: dict[str, tuple[str, str | None, str | None]] = {}
+
+    def add(self, events: Sequence[RecordedEvent]) -> None:
         for event in events:
             if not event.topic.startswith(_OPERATION):
                 continue
@@ -71,29 +87,40 @@ class AuditLog:
             state = _state(event.state)
             if name == "Created":
                 envelope = event.envelope()
-                rows.append(
-                    (
-                        event.originator_id,
-                        envelope.occurred_at,
-                        state.get("tenant_id"),
-                        str(envelope.actor.kind),
-                        envelope.actor.id,
-                        envelope.actor.via,
-                        state["action"],
-                        state.get("resource_id"),
-                        state.get("request_id"),
-                        state.get("source"),
-                        state["status"],
-                        state.get("error_code"),
-                        state.get("error_detail"),
-                        event.position,
-                    )
+                self.rows[event.originator_id] = [
+                    event.originator_id,
+                    envelope.occurred_at,
+                    state.get("tenant_id"),
+                    str(envelope.actor.kind),
+                    envelope.actor.id,
+                    envelope.actor.via,
+                    state["action"],
+                    state.get("resource_id"),
+                    state.get("request_id"),
+                    state.get("source"),
+                    state["status"],
+                    state.get("error_code"),
+                    state.get("error_detail"),
+                    event.position,
+                ]
+            elif name in ("Succeeded", "Failed"):
+                outcome = (
+                    ("succeeded", None, None)
+                    if name == "Succeeded"
+                    else ("failed", state["code"], state["detail"])
                 )
-            elif name == "Succeeded":
-                finished.append((event.originator_id, "succeeded", None, None))
-            elif name == "Failed":
-                finished.append((event.originator_id, "failed", state["code"], state["detail"]))
-        if rows:
-            await conn.execute(self._insert, *[list(column) for column in zip(*rows, strict=True)])
-        if finished:
-            await conn.executemany(self._finish, finished)
+                row = self.rows.get(event.originator_id)
+                if row is None:
+                    self.finished[event.originator_id] = outcome
+                else:
+                    row[10], row[11], row[12] = outcome
+
+    async def write(self, conn: asyncpg.Connection) -> None:
+        if self.rows:
+            columns = zip(*self.rows.values(), strict=True)
+            await conn.execute(self._insert, *[list(column) for column in columns])
+        if self.finished:
+            await conn.executemany(
+                self._finish, [(op, *outcome) for op, outcome in self.finished.items()]
+            )
+        self.rows, self.finished = {}, {}

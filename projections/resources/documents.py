@@ -74,27 +74,62 @@ class ResourceDocuments:
     def tables(self) -> Sequence[str]:
         return (self.table,)
 
+    def accumulator(self) -> _DocumentFold:
+        return _DocumentFold(self._mapper, self._transcoder, self._upsert)
+
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
         wanted = [e for e in events if _has_view(e.topic)]
         if not wanted:
             return
+        fold = self.accumulator()
         ids = list(dict.fromkeys(e.originator_id for e in wanted))
-        current: dict[str, BaseAggregate[str]] = {}
         for row in await conn.fetch(self._load, ids):
-            current[row[0]] = self._thaw(row[0], row[1], row[2], row[3])
-        created: dict[str, Any] = {}
-        touched: dict[str, RecordedEvent] = {}
-        for event in wanted:
+            fold.current[row[0]] = self._thaw(row[0], row[1], row[2], row[3])
+        fold.add(wanted)
+        await fold.write(conn)
+
+    def _thaw(self, resource_id: str, topic: str, version: int, state: bytes) -> BaseAggregate[str]:
+        snapshot = Snapshot(
+            originator_id=resource_id,
+            originator_version=version,
+            timestamp=Snapshot.create_timestamp(),
+            topic=topic,
+            state=self._transcoder.decode(state),
+        )
+        return snapshot.mutate(None)
+
+
+class _DocumentFold:
+    """Aggregates replayed in memory; each touched one is written once, with its view."""
+
+    def __init__(self, mapper: Mapper[str], transcoder: MsgspecTranscoder, upsert: str) -> None:
+        self._mapper = mapper
+        self._transcoder = transcoder
+        self._upsert = upsert
+        self.current: dict[str, BaseAggregate[str]] = {}
+        self._created: dict[str, Any] = {}
+        self._touched: dict[str, RecordedEvent] = {}
+
+    def add(self, events: Sequence[RecordedEvent]) -> None:
+        for event in events:
+            if not _has_view(event.topic):
+                continue
             domain_event = self._mapper.to_domain_event(
                 StoredEvent(event.originator_id, event.originator_version, event.topic, event.state)
             )
-            aggregate = domain_event.mutate(current.get(event.originator_id))  # type: ignore[attr-defined]
-            current[event.originator_id] = aggregate
-            created.setdefault(event.originator_id, event.recorded_at)
-            touched[event.originator_id] = event
+            previous = self.current.get(event.originator_id)
+            aggregate = domain_event.mutate(previous)  # type: ignore[attr-defined]
+            self.current[event.originator_id] = aggregate
+            if previous is None:
+                self._created[event.originator_id] = event.recorded_at
+            self._touched[event.originator_id] = event
+
+    async def write(self, conn: asyncpg.Connection) -> None:
+        if not self._touched:
+            return
         columns: list[list[Any]] = [[] for _ in range(11)]
-        for resource_id, event in touched.items():
-            aggregate = current[resource_id]
+        for resource_id, event in self._touched.items():
+            aggregate = self.current[resource_id]
             view = aggregate.view()  # type: ignore[attr-defined]
             snapshot = Snapshot.take(aggregate)
             values = (
@@ -106,23 +141,14 @@ class ResourceDocuments:
                 snapshot.topic,
                 self._transcoder.encode(snapshot.state),
                 _json.encode(view).decode(),
-                created[resource_id],
+                self._created.get(resource_id, event.recorded_at),
                 event.recorded_at,
                 event.position,
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         await conn.execute(self._upsert, *columns)
-
-    def _thaw(self, resource_id: str, topic: str, version: int, state: bytes) -> BaseAggregate[str]:
-        snapshot = Snapshot(
-            originator_id=resource_id,
-            originator_version=version,
-            timestamp=Snapshot.create_timestamp(),
-            topic=topic,
-            state=self._transcoder.decode(state),
-        )
-        return snapshot.mutate(None)
+        self._touched = {}
 
 
 _VIEW_CACHE: dict[str, bool] = {}

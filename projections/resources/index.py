@@ -19,8 +19,6 @@ class ResourceIndex:
     def __init__(self, schema: str) -> None:
         self.schema = checked_schema(schema)
         self.table = f"{self.schema}.resource_index"
-        # One statement per batch: a batch is folded in memory first, so a resource
-        # touched many times in a batch costs one row write.
         self._upsert = f"""
             INSERT INTO {self.table} AS r (resource_id, kind, tenant_id, version,
                 last_event, first_position, last_position, created_at, updated_at)
@@ -55,8 +53,24 @@ class ResourceIndex:
     def tables(self) -> Sequence[str]:
         return (self.table,)
 
+    def accumulator(self) -> _IndexFold:
+        return _IndexFold(self._upsert)
+
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-        rows: dict[str, list[object]] = {}
+        fold = self.accumulator()
+        fold.add(events)
+        await fold.write(conn)
+
+
+class _IndexFold:
+    """Rows folded in memory: a resource touched many times costs one row write."""
+
+    def __init__(self, upsert: str) -> None:
+        self._upsert = upsert
+        self.rows: dict[str, list[object]] = {}
+
+    def add(self, events: Sequence[RecordedEvent]) -> None:
+        rows = self.rows
         for event in events:
             row = rows.get(event.originator_id)
             event_name = event.topic.rpartition(".")[2].rpartition(":")[2]
@@ -78,8 +92,12 @@ class ResourceIndex:
                 row[4] = event_name
                 row[6] = event.position
                 row[8] = event.recorded_at
-        columns = list(zip(*rows.values(), strict=True)) if rows else [()] * 9
-        await conn.execute(self._upsert, *[list(c) for c in columns])
+
+    async def write(self, conn: asyncpg.Connection) -> None:
+        if self.rows:
+            columns = zip(*self.rows.values(), strict=True)
+            await conn.execute(self._upsert, *[list(c) for c in columns])
+            self.rows = {}
 
 
 def _kind(resource_id: str) -> str:

@@ -10,7 +10,11 @@ async def test_owner_creates_a_sub_account_and_lists_it(api: Api) -> None:
     body = await api.settled(
         await owner.post(
             "/v1/users",
-            json={"email": "dev@acme.example", "password": "dev-password-123", "roles": ["operator"]},
+            json={
+                "email": "dev@acme.example",
+                "password": "dev-password-123",
+                "roles": ["operator"],
+            },
         )
     )
     listed = await (await owner.get("/v1/users")).json()
