@@ -8,7 +8,7 @@ from aiohttp import web
 
 from api import health
 from api.problems import problems_middleware
-from api.routes import apikeys, audit, operations, quotas, roles, session, tenants, users
+from api.routes import apikeys, audit, events, operations, quotas, roles, session, tenants, users
 from api.routing import Endpoint
 from api.state import PLATFORM
 
@@ -25,7 +25,7 @@ def build_app(platform: Platform) -> web.Application:
     return app
 
 
-ROUTE_MODULES = (session, tenants, users, apikeys, roles, operations, audit, quotas)
+ROUTE_MODULES = (session, tenants, users, apikeys, roles, operations, audit, quotas, events)
 
 
 def endpoints() -> list[Endpoint]:
