@@ -1,0 +1,193 @@
+"""A host: one hypervisor or storage server, registered in a cluster with its capacity."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eventsourcing.domain import event
+
+from domain.aggregate import Aggregate
+from domain.errors import InvalidState, ValidationFailed
+from domain.inventory.cluster import Cluster
+
+ENABLED, DISABLED, MAINTENANCE = "enabled", "disabled", "maintenance"
+HOST_STATUSES = (ENABLED, DISABLED, MAINTENANCE)
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOSTNAME_PATTERN = rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$"
+PCI_ADDRESS_PATTERN = r"^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$"
+"""domain:bus:device.function, as ``lspci -D`` prints it (``0000:3b:00.0``)."""
+LABEL_KEY_PATTERN = r"^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$"
+MAX_LABELS = 64
+MAX_GPUS = 16
+CAPACITY_RANGES = {
+    "vcpus": (1, 4096),
+    "memory_mb": (512, 64 * 1024 * 1024),
+    "disk_gb": (0, 10**7),
+}
+
+_HOSTNAME = re.compile(HOSTNAME_PATTERN)
+_PCI_ADDRESS = re.compile(PCI_ADDRESS_PATTERN)
+_LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
+
+
+def check_hostname(hostname: str) -> str:
+    if not _HOSTNAME.fullmatch(hostname):
+        raise ValidationFailed(f"{hostname!r} is not a lower-case DNS name", field="hostname")
+    return hostname
+
+
+def check_capacity(capacity: Mapping[str, int]) -> dict[str, int]:
+    if set(capacity) != set(CAPACITY_RANGES):
+        raise ValidationFailed(f"capacity needs {sorted(CAPACITY_RANGES)}", field="capacity")
+    for key, (low, high) in CAPACITY_RANGES.items():
+        if not low <= capacity[key] <= high:
+            raise ValidationFailed(f"capacity.{key} runs from {low} to {high}", field="capacity")
+    return {key: capacity[key] for key in CAPACITY_RANGES}
+
+
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    if len(labels) > MAX_LABELS:
+        raise ValidationFailed(f"at most {MAX_LABELS} labels", field="labels")
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(key):
+            raise ValidationFailed(f"label key {key!r} is malformed", field="labels")
+        if len(value) > 63 or not value.isprintable():
+            raise ValidationFailed(f"label {key}: up to 63 printable characters", field="labels")
+    return dict(sorted(labels.items()))
+
+
+def check_gpus(gpus: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    if len(gpus) > MAX_GPUS:
+        raise ValidationFailed(f"at most {MAX_GPUS} GPUs per host", field="gpus")
+    checked: list[dict[str, str]] = []
+    for gpu in gpus:
+        address, model = gpu["address"].lower(), gpu["model"]
+        if not _PCI_ADDRESS.fullmatch(address):
+            raise ValidationFailed(
+                f"{address!r} is not a PCI address like 0000:3b:00.0", field="gpus"
+            )
+        if not 0 < len(model) <= 100 or not model.isprintable():
+            raise ValidationFailed("a GPU model is 1-100 printable characters", field="gpus")
+        checked.append({"address": address, "model": model})
+    addresses = [gpu["address"] for gpu in checked]
+    if len(set(addresses)) != len(addresses):
+        raise ValidationFailed("a PCI address appears twice", field="gpus")
+    return sorted(checked, key=lambda gpu: gpu["address"])
+
+
+class Host(Aggregate):
+    id_prefix = "hst"
+
+    def __init__(
+        self,
+        cluster_id: str,
+        region_id: str,
+        hostname: str,
+        capacity: dict[str, int],
+        labels: dict[str, str],
+        gpus: list[dict[str, str]],
+        status: str,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.region_id = region_id
+        self.hostname = hostname
+        self.capacity = dict(capacity)
+        self.labels = dict(labels)
+        self.gpus = [dict(gpu) for gpu in gpus]
+        self.status = status
+
+    @classmethod
+    def register(
+        cls,
+        cluster: Cluster,
+        hostname: str,
+        capacity: Mapping[str, int],
+        labels: Mapping[str, str] | None = None,
+        gpus: Sequence[Mapping[str, str]] = (),
+        enabled: bool = True,
+    ) -> Host:
+        """A host joins ``cluster`` (and so its region) with the capacity it reports."""
+        return cls(
+            cluster_id=cluster.id,
+            region_id=cluster.region_id,
+            hostname=check_hostname(hostname),
+            capacity=check_capacity(capacity),
+            labels=check_labels(labels or {}),
+            gpus=check_gpus(gpus),
+            status=ENABLED if enabled else DISABLED,
+        )
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant_id": None,
+            "cluster_id": self.cluster_id,
+            "region_id": self.region_id,
+            "hostname": self.hostname,
+            "name": self.hostname,
+            "capacity": self.capacity,
+            "labels": self.labels,
+            "gpus": self.gpus,
+            "status": self.status,
+        }
+
+    def change_capacity(self, changes: Mapping[str, int]) -> None:
+        """Record new hardware figures (a DIMM added, a disk replaced)."""
+        capacity = check_capacity({**self.capacity, **changes})
+        if capacity != self.capacity:
+            self._capacity_changed(capacity)
+
+    @event("CapacityChanged")
+    def _capacity_changed(self, capacity: dict[str, int]) -> None:
+        self.capacity = capacity
+
+    def relabel(self, changes: Mapping[str, str | None]) -> None:
+        """Set labels; a None value removes that label."""
+        labels = {k: v for k, v in {**self.labels, **changes}.items() if v is not None}
+        labels = check_labels(labels)
+        if labels != self.labels:
+            self._relabelled(labels)
+
+    @event("Relabelled")
+    def _relabelled(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+
+    def change_gpus(self, gpus: Sequence[Mapping[str, str]]) -> None:
+        checked = check_gpus(gpus)
+        if checked != self.gpus:
+            self._gpus_changed(checked)
+
+    @event("GpusChanged")
+    def _gpus_changed(self, gpus: list[dict[str, str]]) -> None:
+        self.gpus = gpus
+
+    def _require_not(self, status: str) -> None:
+        if self.status == status:
+            raise InvalidState(f"host {self.hostname} is already {status}", host_id=self.id)
+
+    def enable(self) -> None:
+        self._require_not(ENABLED)
+        self._enabled()
+
+    @event("Enabled")
+    def _enabled(self) -> None:
+        self.status = ENABLED
+
+    def disable(self) -> None:
+        self._require_not(DISABLED)
+        self._disabled()
+
+    @event("Disabled")
+    def _disabled(self) -> None:
+        self.status = DISABLED
+
+    def enter_maintenance(self) -> None:
+        self._require_not(MAINTENANCE)
+        self._entered_maintenance()
+
+    @event("EnteredMaintenance")
+    def _entered_maintenance(self) -> None:
+        self.status = MAINTENANCE

@@ -1,0 +1,1 @@
+"""Platform-wide settings an admin edits: one aggregate, read by everything else."""
