@@ -9,7 +9,7 @@ import time
 # Crockford's base32: no I, L, O or U, so ids survive being read aloud or retyped.
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _BODY_LENGTH = 26  # 48-bit millisecond timestamp + 80 random bits = 128 bits
-_ID_PATTERN = re.compile(r"^([a-z][a-z0-9]{0,11})-([0-9a-hjkmnp-tv-z]{26})$")
+_ID_PATTERN = re.compile(r"([a-z][a-z0-9]{0,11})-([0-9a-hjkmnp-tv-z]{26})")
 
 
 def new_id(prefix: str, *, at_ms: int | None = None) -> str:
@@ -27,7 +27,7 @@ def new_id(prefix: str, *, at_ms: int | None = None) -> str:
 
 def prefix_of(identifier: str) -> str:
     """Return the type prefix of a well-formed id, or raise ``ValueError``."""
-    match = _ID_PATTERN.match(identifier)
+    match = _ID_PATTERN.fullmatch(identifier)
     if match is None:
         raise ValueError(f"malformed id {identifier!r}")
     return match.group(1)
@@ -35,7 +35,7 @@ def prefix_of(identifier: str) -> str:
 
 def is_id(identifier: str, prefix: str | None = None) -> bool:
     """True when ``identifier`` is well formed (and has ``prefix``, if given)."""
-    match = _ID_PATTERN.match(identifier)
+    match = _ID_PATTERN.fullmatch(identifier)
     return match is not None and (prefix is None or match.group(1) == prefix)
 
 
@@ -44,7 +44,7 @@ def derived_id(prefix: str, owner_id: str) -> str:
 
     ``derived_id("qta", "tnt-01jd…")`` is ``qta-01jd…``: finding it needs no lookup.
     """
-    match = _ID_PATTERN.match(owner_id)
+    match = _ID_PATTERN.fullmatch(owner_id)
     if match is None:
         raise ValueError(f"malformed id {owner_id!r}")
     return f"{prefix}-{match.group(2)}"

@@ -140,6 +140,7 @@ class BatchWriter:
                     topic=event.topic,
                     state=event.state,
                     metadata=metadata,
+                    tenant_id=event.metadata.tenant_id,
                 )
                 ids.append(event.originator_id)
                 versions.append(event.originator_version)
@@ -230,6 +231,7 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._writing: list[_Pending] = []
 
     async def submit(self, request: AppendRequest) -> AppendResult:
         if self._task is None or self._task.done():
@@ -245,8 +247,12 @@ class GroupCommitter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # A batch cut off mid-write may or may not have committed: its callers hear so, and
+        # a retry with the same command id is safe either way.
+        unsettled = list(self._writing)
         while not self._queue.empty():
-            _, future = self._queue.get_nowait()
+            unsettled.append(self._queue.get_nowait())
+        for _, future in unsettled:
             if not future.done():
                 future.set_exception(ConnectionError("event store closed"))
 
@@ -276,6 +282,7 @@ class GroupCommitter:
         return kept
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        self._writing = batch
         requests = [request for request, _ in batch]
         results: list[AppendResult | Exception]
         try:

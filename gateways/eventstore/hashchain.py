@@ -29,11 +29,14 @@ def link(
     topic: str,
     state: bytes,
     metadata: bytes,
+    tenant_id: str | None,
 ) -> bytes:
     """The chain hash of one event, given the chain hash before it."""
     digest = hashlib.sha256(previous)
     digest.update(struct.pack(">qq", position, originator_version))
     digest.update(_frame(originator_id.encode()))
+    # The tenant column decides who may read the event, so it is covered too.
+    digest.update(b"\x00" if tenant_id is None else b"\x01" + _frame(tenant_id.encode()))
     digest.update(_frame(topic.encode()))
     digest.update(_frame(state))
     digest.update(_frame(metadata))
@@ -49,6 +52,7 @@ def expected_hash(previous: bytes, event: RecordedEvent) -> bytes:
         topic=event.topic,
         state=event.state,
         metadata=event.metadata,
+        tenant_id=event.tenant_id,
     )
 
 

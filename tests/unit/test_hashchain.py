@@ -18,6 +18,7 @@ FIELDS: dict[str, Any] = {
     "topic": "domain.compute.instance:Instance.Started",
     "state": b'{"host":"h-1"}',
     "metadata": b'{"event_id":"e1"}',
+    "tenant_id": "tnt-01jd3x0000000000000000000z",
 }
 PREVIOUS = bytes(range(32))
 
@@ -44,6 +45,9 @@ def test_a_link_is_a_sha256_digest_and_deterministic() -> None:
         ("metadata", b'{"event_id":"e2"}'),
         ("state", b""),
         ("metadata", b""),
+        ("tenant_id", "tnt-01jd3x0000000000000000001z"),
+        ("tenant_id", None),
+        ("tenant_id", ""),
     ],
 )
 def test_every_field_changes_the_link(field: str, changed: Any) -> None:
@@ -86,12 +90,12 @@ def chain(count: int) -> list[RecordedEvent]:
             "topic": "tests:Happened",
             "state": f'{{"n":{position}}}'.encode(),
             "metadata": f'{{"event_id":"{position}"}}'.encode(),
+            "tenant_id": None if position % 2 else "tnt-01jd3x0000000000000000000z",
         }
         previous = link(previous, **fields)
         events.append(
             RecordedEvent(
                 **fields,
-                tenant_id=None,
                 chain_hash=previous,
                 recorded_at=datetime(2025, 1, 1, tzinfo=UTC),
             )

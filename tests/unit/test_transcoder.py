@@ -154,7 +154,16 @@ scalars_but_floats = (
     | st.booleans()
     | st.integers()
     | st.text()
-    | st.datetimes(timezones=st.none() | st.just(UTC) | st.timezones())
+    # Fixed offsets, not named zones: an ISO string keeps the offset but not the zone, and
+    # PEP 495 makes a time in a repeated hour unequal to the same instant in any other zone,
+    # so named zones would fail the stock transcoder against its own output too.
+    | st.datetimes(
+        timezones=st.none()
+        | st.just(UTC)
+        | st.builds(
+            timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+        )
+    )
     | st.uuids()
     | st.decimals(allow_nan=False, allow_infinity=False)
 )
