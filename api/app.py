@@ -8,7 +8,18 @@ from aiohttp import web
 
 from api import health
 from api.problems import problems_middleware
-from api.routes import apikeys, audit, events, operations, quotas, roles, session, tenants, users
+from api.routes import (
+    apikeys,
+    audit,
+    docs,
+    events,
+    operations,
+    quotas,
+    roles,
+    session,
+    tenants,
+    users,
+)
 from api.routing import Endpoint
 from api.state import PLATFORM
 
@@ -25,7 +36,7 @@ def build_app(platform: Platform) -> web.Application:
     return app
 
 
-ROUTE_MODULES = (session, tenants, users, apikeys, roles, operations, audit, quotas, events)
+ROUTE_MODULES = (session, tenants, users, apikeys, roles, operations, audit, quotas, events, docs)
 
 
 def endpoints() -> list[Endpoint]:

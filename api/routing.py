@@ -15,8 +15,9 @@ from aiohttp import web
 
 from api.auth import Unauthenticated, authenticate
 from api.state import PLATFORM
-from domain.errors import Forbidden, ValidationFailed
+from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.identity.permissions import decide
+from domain.ids import is_id
 
 if TYPE_CHECKING:
     from api.call import Call
@@ -45,6 +46,8 @@ class Endpoint:
     kind: str | None = None
     """Id prefix of the ``{id}`` in the path: what the isolation tests aim at."""
     tags: tuple[str, ...] = ()
+    media_type: str = "application/json"
+    """What a successful answer carries."""
 
     @property
     def mutation(self) -> bool:
@@ -69,6 +72,7 @@ class Router:
         status: int = 200,
         kind: str | None = None,
         tags: tuple[str, ...] = (),
+        media_type: str = "application/json",
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -85,6 +89,7 @@ class Router:
                     status,
                     kind,
                     tags,
+                    media_type,
                 )
             )
             return handler
@@ -115,6 +120,7 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
                 if reason is not None:
                     await call.audit_denial(Forbidden(f"{endpoint.action}: {reason}"))
                     raise Forbidden(f"not allowed: {reason}", action=endpoint.action)
+        _check_path_id(endpoint, request)
         if endpoint.query is not None:
             call.query = _convert(endpoint.query, dict(request.query), "query")
         if endpoint.body is not None:
@@ -122,6 +128,13 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         return await endpoint.handler(call)
 
     return handle
+
+
+def _check_path_id(endpoint: Endpoint, request: web.Request) -> None:
+    """A malformed ``{id}`` names nothing: 404 before it reaches a query or an aggregate."""
+    given = request.match_info.get("id")
+    if endpoint.kind is not None and given is not None and not is_id(given, endpoint.kind):
+        raise NotFound(f"{given[:100]!r} is not a {endpoint.kind}- id")
 
 
 def _convert(kind: type[msgspec.Struct], values: dict[str, str], where: str) -> Any:

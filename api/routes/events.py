@@ -41,6 +41,7 @@ def _resume_position(call: Call, query: EventStreamQuery) -> int:
     action="monitor:event:read",
     query=EventStreamQuery,
     tags=("events",),
+    media_type="text/event-stream",
 )
 async def stream_events(call: Call) -> web.StreamResponse:
     query: EventStreamQuery = call.query

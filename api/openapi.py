@@ -1,0 +1,339 @@
+"""The OpenAPI 3.1 document, generated from the route table and the handlers' own types.
+
+Nothing here is written by hand per endpoint: the paths, parameters, bodies, answers and
+the errors each endpoint can give all follow from its ``Endpoint`` declaration, so a new
+endpoint is documented (and fuzzed by the Schemathesis test) the moment it is declared.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from api.call import MIN_POSITION_HEADER, POSITION_HEADER
+from api.problems import Problem
+from api.routing import Endpoint
+
+REF = "#/components/schemas/{name}"
+PROBLEM_JSON = "application/problem+json"
+ID_BODY = "[0-9a-hjkmnp-tv-z]{26}"
+"""The Crockford base32 body of every id (see ``domain.ids``)."""
+MAX_POSITION = 2**63 - 1
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+_ERRORS = {
+    400: ("BadRequest", "A business rule refused the command"),
+    401: ("Unauthorized", "No credentials, or they are invalid, expired or revoked"),
+    403: ("Forbidden", "Not allowed: a missing permission, a frozen tenant or a spent quota"),
+    404: ("NotFound", "No such resource, or it belongs to someone else"),
+    409: ("Conflict", "A conflicting change, or this Idempotency-Key's request still runs"),
+    412: ("PreconditionFailed", "If-Match names another version than the resource has"),
+    413: ("ContentTooLarge", "The body is larger than the API accepts"),
+    415: ("UnsupportedMediaType", "The body is not application/json"),
+    422: ("Unprocessable", "Malformed parameters or body, or a reused Idempotency-Key"),
+    503: ("NotYetVisible", "Reads have not reached the requested position yet; retry shortly"),
+}
+_POSITION = {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}
+_HEADERS = {
+    "RequestId": {
+        "name": "X-Request-Id",
+        "in": "header",
+        "required": False,
+        "description": "Echoed back and recorded on every event the request causes",
+        "schema": {"type": "string"},
+    },
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "The same key and request again answers the first result",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+    "IfMatch": {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": "The ETag read earlier; 412 if the resource changed since",
+        "schema": {"type": "string", "pattern": '^(W/)?"?[0-9]+"?$'},
+    },
+    "MinPosition": {
+        "name": MIN_POSITION_HEADER,
+        "in": "header",
+        "required": False,
+        "description": "Wait (bounded) until reads include this position",
+        "schema": _POSITION,
+    },
+}
+
+
+def build_document(endpoints: Sequence[Endpoint], *, version: str = "1") -> dict[str, Any]:
+    """The whole document for ``endpoints``."""
+    schemas = _schemas(endpoints)
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in endpoints:
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(
+            endpoint, schemas, endpoints
+        )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "SCloudStack API",
+            "version": version,
+            "description": (
+                "Every mutation answers 202 with an operation to follow (Location: "
+                "/v1/operations/{id}) and the position it wrote; pass that position as "
+                "min_position to read your own writes. Errors are RFC 9457 problem+json "
+                "with a stable code and the request id."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "tags": [{"name": tag} for tag in sorted({t for e in endpoints for t in e.tags})],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "parameters": _HEADERS,
+            "responses": {name: _problem(text) for name, text in _ERRORS.values()},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "A session token (st1.…) from POST /v1/auth/login, or an API key "
+                        "(sk.<key id>.<secret>) from POST /v1/api-keys."
+                    ),
+                }
+            },
+        },
+    }
+
+
+def _schemas(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    types: list[Any] = [Problem]
+    for endpoint in endpoints:
+        types.extend(t for t in (endpoint.body, endpoint.response) if _is_struct(t))
+    _, components = msgspec.json.schema_components(types, ref_template=REF)
+    return dict(sorted(components.items()))
+
+
+def _is_struct(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, msgspec.Struct)
+
+
+def _schema_of(kind: Any) -> dict[str, Any]:
+    (schema,), _ = msgspec.json.schema_components([kind], ref_template=REF)
+    return dict(schema)
+
+
+def operation_id(endpoint: Endpoint) -> str:
+    return endpoint.handler.__name__
+
+
+# -- what an endpoint can answer ---------------------------------------------------------
+
+
+def is_page(endpoint: Endpoint) -> bool:
+    kind = endpoint.response
+    return _is_struct(kind) and {"items", "next_page_token"} <= set(kind.__struct_fields__)
+
+
+def reads_model(endpoint: Endpoint) -> bool:
+    """Reads the resource documents, so honours ``min_position`` (422 when bad, 503 when late)."""
+    if endpoint.method != "GET" or endpoint.public:
+        return False
+    if endpoint.query is not None and "min_position" in endpoint.query.__struct_fields__:
+        return True
+    return _reads_own_resource(endpoint)
+
+
+def _reads_own_resource(endpoint: Endpoint) -> bool:
+    """``GET /v1/tenant``, ``GET /v1/quotas``: one resource of the caller's, which staff lack."""
+    return (
+        endpoint.method == "GET"
+        and endpoint.action is not None
+        and not endpoint.public
+        and not is_page(endpoint)
+    )
+
+
+def takes_if_match(endpoint: Endpoint) -> bool:
+    return endpoint.mutation and endpoint.kind is not None
+
+
+def error_statuses(endpoint: Endpoint) -> list[int]:
+    errors: set[int] = set()
+    if not (endpoint.public and endpoint.method == "GET"):
+        errors.add(401)  # a bad credential, or (signing in) a wrong password
+    if endpoint.action is not None:
+        errors.add(403)
+    if _PATH_PARAM.search(endpoint.path) or _reads_own_resource(endpoint):
+        errors.add(404)
+    if endpoint.query is not None:
+        errors.add(422)
+    if endpoint.body is not None:
+        errors |= {413, 415, 422}
+    if endpoint.mutation:
+        errors |= {409, 422}  # Idempotency-Key still running / reused; conflicts
+        if not endpoint.public:
+            errors |= {400, 403, 404}  # what the command's decision may refuse
+    if takes_if_match(endpoint):
+        errors.add(412)
+    if reads_model(endpoint):
+        errors |= {422, 503}
+    return sorted(errors)
+
+
+# -- one operation -----------------------------------------------------------------------
+
+
+def _operation(
+    endpoint: Endpoint, schemas: dict[str, Any], endpoints: Sequence[Endpoint]
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": operation_id(endpoint),
+        "summary": endpoint.summary,
+        "tags": list(endpoint.tags),
+        "parameters": _parameters(endpoint),
+    }
+    if endpoint.action is not None:
+        operation["description"] = f"Needs the permission `{endpoint.action}`."
+    if endpoint.public:
+        operation["security"] = []
+    if endpoint.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _schema_of(endpoint.body)}},
+        }
+    responses: dict[str, Any] = {str(endpoint.status): _success(endpoint, endpoints)}
+    for status in error_statuses(endpoint):
+        responses[str(status)] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}
+    operation["responses"] = responses
+    return operation
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"X-Request-Id": _header("The request id", required=True)},
+        "content": {PROBLEM_JSON: {"schema": {"$ref": REF.format(name="Problem")}}},
+    }
+
+
+def _use(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = []
+    for name in _PATH_PARAM.findall(endpoint.path):
+        schema: dict[str, Any] = {"type": "string"}
+        if name == "id" and endpoint.kind is not None:
+            schema["pattern"] = f"^{endpoint.kind}-{ID_BODY}$"
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+    query_names: set[str] = set()
+    if endpoint.query is not None:
+        for name, schema, required in _query_fields(endpoint.query):
+            query_names.add(name)
+            parameters.append({"name": name, "in": "query", "required": required, "schema": schema})
+    if reads_model(endpoint):
+        if "min_position" not in query_names:
+            parameters.append(
+                {"name": "min_position", "in": "query", "required": False, "schema": _POSITION}
+            )
+        parameters.append(_use("MinPosition"))
+    if endpoint.mutation:
+        parameters.append(_use("IdempotencyKey"))
+    if takes_if_match(endpoint):
+        parameters.append(_use("IfMatch"))
+    parameters.append(_use("RequestId"))
+    return parameters
+
+
+def _query_fields(kind: type[msgspec.Struct]) -> list[tuple[str, dict[str, Any], bool]]:
+    _, components = msgspec.json.schema_components([kind], ref_template=REF)
+    struct = components[kind.__name__]
+    required = set(struct.get("required", ()))
+    fields = []
+    for name, schema in struct["properties"].items():
+        # A query string cannot carry null: an optional parameter is simply left out.
+        options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
+        plain = dict(options[0]) if len(options) == 1 else {"anyOf": options}
+        if schema.get("default") is not None:
+            plain["default"] = schema["default"]
+        fields.append((name, plain, name in required))
+    return fields
+
+
+def _success(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    headers = {"X-Request-Id": _header("The request id (the caller's, or a new one)", True)}
+    if endpoint.status == 202:
+        headers["Location"] = _header("The operation to follow: /v1/operations/{id}", True)
+        headers[POSITION_HEADER] = _header(
+            "The position written; pass it as min_position to read your own writes",
+            True,
+            {"type": "string", "pattern": "^[0-9]+$"},
+        )
+        headers["Idempotent-Replayed"] = _header(
+            "true when this answers an earlier request with the same Idempotency-Key", False
+        )
+    if endpoint.method == "GET" and endpoint.kind is not None:
+        headers["ETag"] = _header("The resource's version; send it back as If-Match", False)
+    if is_page(endpoint):
+        headers["Link"] = _header('The next page: <…>; rel="next"', False)
+    response: dict[str, Any] = {
+        "description": endpoint.summary,
+        "headers": headers,
+        "content": {endpoint.media_type: {"schema": _response_schema(endpoint)}},
+    }
+    links = _links(endpoint, endpoints)
+    if links:
+        response["links"] = links
+    return response
+
+
+def _response_schema(endpoint: Endpoint) -> dict[str, Any]:
+    if endpoint.response is None:  # a stream or a page: text of the declared media type
+        return {"type": "string"}
+    return _schema_of(endpoint.response)
+
+
+def _header(
+    description: str, required: bool, schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "description": description,
+        "required": required,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def _links(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    """From a mutation's answer to its operation, and from a create to what it made."""
+    fields = set(getattr(endpoint.response, "__struct_fields__", ()))
+    if endpoint.status != 202 or not {"operation_id", "resource_id", "position"} <= fields:
+        return {}
+    read_after = {"min_position": "$response.body#/position"}
+    links: dict[str, Any] = {}
+    creates = not _PATH_PARAM.search(endpoint.path) and endpoint.method == "POST"
+    for other in endpoints:
+        if other.kind == "op" and other.method == "GET":
+            links["Operation"] = {
+                "operationId": operation_id(other),
+                "parameters": {"path.id": "$response.body#/operation_id"},
+            }
+        elif creates and other.path.startswith(f"{endpoint.path}/{{id}}") and other.kind:
+            parameters = {"path.id": "$response.body#/resource_id"}
+            if reads_model(other):
+                parameters |= {f"query.{k}": v for k, v in read_after.items()}
+            links[_link_name(other)] = {
+                "operationId": operation_id(other),
+                "parameters": parameters,
+            }
+    return links
+
+
+def _link_name(endpoint: Endpoint) -> str:
+    return "".join(part.title() for part in operation_id(endpoint).split("_"))
