@@ -11,10 +11,17 @@ from api.problems import problems_middleware
 from api.routes import (
     apikeys,
     audit,
+    clusters,
+    config,
     docs,
     events,
+    flavors,
+    hosts,
+    imagepools,
+    ippools,
     operations,
     quotas,
+    regions,
     roles,
     session,
     tenants,
@@ -36,7 +43,25 @@ def build_app(platform: Platform) -> web.Application:
     return app
 
 
-ROUTE_MODULES = (session, tenants, users, apikeys, roles, operations, audit, quotas, events, docs)
+ROUTE_MODULES = (
+    session,
+    tenants,
+    users,
+    apikeys,
+    roles,
+    operations,
+    audit,
+    quotas,
+    events,
+    docs,
+    regions,
+    clusters,
+    hosts,
+    ippools,
+    imagepools,
+    flavors,
+    config,
+)
 
 
 def endpoints() -> list[Endpoint]:

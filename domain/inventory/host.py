@@ -16,7 +16,8 @@ ENABLED, DISABLED, MAINTENANCE = "enabled", "disabled", "maintenance"
 HOST_STATUSES = (ENABLED, DISABLED, MAINTENANCE)
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-HOSTNAME_PATTERN = rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$"
+HOSTNAME_PATTERN = rf"^{_LABEL}(\.{_LABEL})*$"
+"""A lower-case DNS name (of at most 253 characters, checked apart)."""
 PCI_ADDRESS_PATTERN = r"^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$"
 """domain:bus:device.function, as ``lspci -D`` prints it (``0000:3b:00.0``)."""
 LABEL_KEY_PATTERN = r"^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$"
@@ -34,7 +35,7 @@ _LABEL_KEY = re.compile(LABEL_KEY_PATTERN)
 
 
 def check_hostname(hostname: str) -> str:
-    if not _HOSTNAME.fullmatch(hostname):
+    if len(hostname) > 253 or not _HOSTNAME.fullmatch(hostname):
         raise ValidationFailed(f"{hostname!r} is not a lower-case DNS name", field="hostname")
     return hostname
 
