@@ -52,14 +52,14 @@ def _labels(ctx: Context) -> HostTest | None:
 
 
 def _affinity(ctx: Context) -> HostTest | None:
-    if ctx.group is None or ctx.group.policy is not GroupPolicy.AFFINITY or not ctx.members_on:
+    if ctx.group is None or ctx.group.policy != GroupPolicy.AFFINITY or not ctx.members_on:
         return None
     hosts = ctx.members_on
     return lambda host: host.id in hosts
 
 
 def _anti_affinity(ctx: Context) -> HostTest | None:
-    if ctx.group is None or ctx.group.policy is not GroupPolicy.ANTI_AFFINITY:
+    if ctx.group is None or ctx.group.policy != GroupPolicy.ANTI_AFFINITY:
         return None
     members_on, most = ctx.members_on, ctx.group.max_per_host or 1
     return lambda host: members_on.get(host.id, 0) < most
@@ -67,7 +67,7 @@ def _anti_affinity(ctx: Context) -> HostTest | None:
 
 def _max_per_host(ctx: Context) -> HostTest | None:
     group = ctx.group
-    if group is None or group.max_per_host is None or group.policy is GroupPolicy.ANTI_AFFINITY:
+    if group is None or group.max_per_host is None or group.policy == GroupPolicy.ANTI_AFFINITY:
         return None
     members_on, most = ctx.members_on, group.max_per_host
     return lambda host: members_on.get(host.id, 0) < most
@@ -99,24 +99,24 @@ def _gpus(ctx: Context) -> HostTest | None:
     return lambda host: sum(gpu.model == model for gpu in host.free_gpus) >= count
 
 
-REGION = Filter("region", _region, "are in another region")
-CLUSTER = Filter("cluster", _cluster, "are in another cluster")
-ARCHITECTURE = Filter("architecture", _architecture, "have another CPU architecture")
-AVAILABLE = Filter("available", _available, "are disabled, unhealthy or in maintenance")
-LABELS = Filter("labels", _labels, "lack a required label")
+REGION = Filter("region", _region, "in another region")
+CLUSTER = Filter("cluster", _cluster, "in another cluster")
+ARCHITECTURE = Filter("architecture", _architecture, "of another CPU architecture")
+AVAILABLE = Filter("available", _available, "disabled, unhealthy or in maintenance")
+LABELS = Filter("labels", _labels, "missing a required label")
 SERVER_GROUP_AFFINITY = Filter(
-    "server_group_affinity", _affinity, "are not the host of the affinity group's members"
+    "server_group_affinity", _affinity, "not the host of the affinity group's members"
 )
 SERVER_GROUP_ANTI_AFFINITY = Filter(
     "server_group_anti_affinity",
     _anti_affinity,
-    "already hold as many members of the anti-affinity group as it allows per host",
+    "already holding as many members of the anti-affinity group as it allows per host",
 )
 SERVER_GROUP_MAX_PER_HOST = Filter(
-    "server_group_max_per_host", _max_per_host, "hold the server group's maximum per host"
+    "server_group_max_per_host", _max_per_host, "holding the server group's maximum per host"
 )
-CAPACITY = Filter("capacity", _capacity, "lack free vCPUs, memory or disk")
-GPUS = Filter("gpus", _gpus, "lack free GPUs of the requested model")
+CAPACITY = Filter("capacity", _capacity, "short of vCPUs, memory or disk")
+GPUS = Filter("gpus", _gpus, "short of free GPUs of the requested model")
 
 FILTERS: tuple[Filter, ...] = (
     REGION,

@@ -40,7 +40,7 @@ def _memory_available(ctx: Context) -> HostWeight | None:
 def _fit(ctx: Context) -> HostWeight | None:
     """Spread prefers the host left emptiest by the placement, pack the one left fullest."""
     vcpus, memory_mb = ctx.request.vcpus, ctx.request.memory_mb
-    sign = 1.0 if ctx.request.strategy is Strategy.SPREAD else -1.0
+    sign = 1.0 if ctx.request.strategy == Strategy.SPREAD else -1.0
 
     def weight(host: HostView) -> float:
         # Only candidates are weighed, and a candidate's limits are at least the request.
@@ -54,14 +54,14 @@ def _fit(ctx: Context) -> HostWeight | None:
 
 
 def _soft_affinity(ctx: Context) -> HostWeight | None:
-    if ctx.group is None or ctx.group.policy is not GroupPolicy.SOFT_AFFINITY:
+    if ctx.group is None or ctx.group.policy != GroupPolicy.SOFT_AFFINITY:
         return None
     members_on = ctx.members_on
     return lambda host: float(members_on.get(host.id, 0))
 
 
 def _soft_anti_affinity(ctx: Context) -> HostWeight | None:
-    if ctx.group is None or ctx.group.policy is not GroupPolicy.SOFT_ANTI_AFFINITY:
+    if ctx.group is None or ctx.group.policy != GroupPolicy.SOFT_ANTI_AFFINITY:
         return None
     members_on = ctx.members_on
     return lambda host: -float(members_on.get(host.id, 0))
