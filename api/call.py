@@ -11,6 +11,7 @@ from aiohttp import web
 
 from api.problems import REQUEST_ID
 from api.services.executor import CommandFailed, Decision, Outcome
+from api.services.unit_of_work import OtherTenantsResource
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
 from domain.metadata import Actor, ActorKind, CommandContext
@@ -108,8 +109,15 @@ class Call:
     ) -> str | None:
         return decide(self.me, action, tenant_id=tenant_id, project_id=project_id)
 
-    async def audit_denial(self, error: DomainError, resource_id: str | None = None) -> None:
-        tenant = self.principal.tenant_id if self.principal else None
+    async def audit_denial(
+        self, error: DomainError, resource_id: str | None = None, *, foreign: bool = False
+    ) -> None:
+        """Record a denied attempt.
+
+        ``foreign`` ones, aimed at another tenant's resource, are recorded for platform staff
+        only: the caller's own audit log must not tell such a resource from a missing one.
+        """
+        tenant = self.principal.tenant_id if self.principal and not foreign else None
         await self.platform.executor.deny(
             self.context(tenant), self.endpoint.action or "auth", resource_id, self.source, error
         )
@@ -129,6 +137,15 @@ class Call:
             )
         except CommandFailed as failed:
             failed.error.context.setdefault("operation_id", failed.outcome.operation_id)
+            if isinstance(failed.error, OtherTenantsResource):
+                resource_id = failed.error.context.get("resource_id")
+                await self.audit_denial(
+                    DomainError("another tenant's resource"),
+                    resource_id if isinstance(resource_id, str) else None,
+                    foreign=True,
+                )
+                # Answered exactly as a missing resource, down to the problem's title.
+                raise NotFound(failed.error.detail, **failed.error.context) from None
             raise failed.error from None
         # The caller may sign in with what it just created: make our own cache current.
         await self.platform.identity.catch_up(self.platform.store, outcome.position)
@@ -173,10 +190,11 @@ class Call:
         if found is None or found.kind != kind:
             raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
         reason = self.check(action, tenant_id=found.tenant_id, project_id=found.project_id)
-        if reason is None and not self.me.is_platform and found.tenant_id != self.me.tenant_id:
+        foreign = not self.me.is_platform and found.tenant_id != self.me.tenant_id
+        if reason is None and foreign:
             reason = "the platform's own resource"
         if reason is not None:
-            await self.audit_denial(DomainError(reason), resource_id)
+            await self.audit_denial(DomainError(reason), resource_id, foreign=foreign)
             raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
         return found
 

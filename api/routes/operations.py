@@ -10,7 +10,7 @@ from aiohttp import web
 
 from api.call import Call, json_response
 from api.routing import Router
-from domain.errors import NotFound
+from domain.errors import DomainError, NotFound
 from domain.operations.operation import Operation
 from gateways.waiting import wait_any
 
@@ -75,5 +75,8 @@ async def _visible(call: Call, operation_id: str) -> Operation:
         raise NotFound(f"{operation_id} does not exist", resource_id=operation_id) from None
     me = call.me
     if not me.is_platform and operation.tenant_id != me.tenant_id:
+        await call.audit_denial(
+            DomainError("another tenant's operation"), operation_id, foreign=True
+        )
         raise NotFound(f"{operation_id} does not exist", resource_id=operation_id)
     return operation

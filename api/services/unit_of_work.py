@@ -19,6 +19,11 @@ class PreconditionFailed(DomainError):
     status = 412
 
 
+class OtherTenantsResource(NotFound):
+    """The caller named another tenant's resource: answered exactly like a missing one,
+    and recorded as a denial for platform staff."""
+
+
 class UnitOfWork:
     def __init__(self, repository: Repository, if_match: int | None = None) -> None:
         self.repository = repository
