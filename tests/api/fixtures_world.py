@@ -1,0 +1,232 @@
+"""Helpers the API acceptance tests share: an object of any kind, sample bodies, raw calls.
+
+``CREATORS`` says how to create an object of each id kind an endpoint can name in its path
+(``Endpoint.kind``). The route-table tests look kinds up here and fail loudly on a kind
+nobody taught them to create: adding a kind to the API means adding its creator here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+import pytest
+from aiohttp import ClientResponse
+
+from api.routing import Endpoint
+from tests.api.conftest import Api, Caller
+
+Creator = Callable[[Api, Caller], Awaitable[str]]
+"""Creates one object in the owner's tenant and returns its id, visible in the read model."""
+
+STREAM_QUIET_SECONDS = 0.1
+"""An event stream's text is what arrives until it has been quiet this long."""
+
+
+def tenant_of(caller: Caller) -> str:
+    assert caller.tenant_id is not None, "a tenant's caller"
+    return caller.tenant_id
+
+
+def unique(word: str) -> str:
+    return f"{word}-{secrets.token_hex(4)}"
+
+
+async def _tenant(api: Api, owner: Caller) -> str:
+    return tenant_of(owner)
+
+
+async def _user(api: Api, owner: Caller) -> str:
+    response = await owner.post(
+        "/v1/users",
+        json={
+            "email": f"{unique('made')}@example.com",
+            "password": "made-password-1234",
+            "roles": ["read-only"],
+        },
+    )
+    return str((await api.settled(response))["resource_id"])
+
+
+async def _key(api: Api, owner: Caller) -> str:
+    response = await owner.post("/v1/api-keys", json={"name": unique("key")})
+    return str((await api.settled(response))["resource_id"])
+
+
+async def _role(api: Api, owner: Caller) -> str:
+    response = await owner.post(
+        "/v1/roles", json={"name": unique("role"), "actions": ["compute:*:read"]}
+    )
+    return str((await api.settled(response))["resource_id"])
+
+
+async def _project(api: Api, owner: Caller) -> str:
+    response = await owner.post("/v1/projects", json={"name": unique("project")})
+    return str((await api.settled(response))["resource_id"])
+
+
+async def _operation(api: Api, owner: Caller) -> str:
+    response = await owner.post("/v1/projects", json={"name": unique("for-an-operation")})
+    return str((await api.settled(response))["operation_id"])
+
+
+CREATORS: dict[str, Creator] = {
+    "tnt": _tenant,
+    "usr": _user,
+    "key": _key,
+    "role": _role,
+    "prj": _project,
+    "op": _operation,
+}
+
+
+async def create(kind: str, api: Api, owner: Caller) -> str:
+    """An object of ``kind`` in the owner's tenant; fails the test for an unknown kind."""
+    creator = CREATORS.get(kind)
+    if creator is None:
+        pytest.fail(
+            f"no creator for id kind {kind!r}: an endpoint names it in its path; teach "
+            "tests/api/fixtures_world.py CREATORS how to create one",
+            pytrace=False,
+        )
+    return await creator(api, owner)
+
+
+def kinds_in_use(table: list[Endpoint]) -> list[str]:
+    for endpoint in table:
+        if "{" in endpoint.path and endpoint.kind is None:
+            pytest.fail(
+                f"{endpoint.method} {endpoint.path} has a path parameter but no kind: the "
+                "isolation tests cannot aim at it",
+                pytrace=False,
+            )
+    return sorted({e.kind for e in table if e.kind is not None})
+
+
+# -- sample bodies ----------------------------------------------------------------------
+
+_BY_NAME: dict[str, Callable[[], Any]] = {
+    "email": lambda: f"{unique('sample')}@example.com",
+    "owner_email": lambda: f"{unique('sample')}@example.com",
+    "contact_email": lambda: f"{unique('sample')}@example.com",
+    "password": lambda: "sample-password-1234",
+    "owner_password": lambda: "sample-password-1234",
+    "currency": lambda: "USD",
+}
+"""Values for fields whose constraints (patterns) a type alone cannot satisfy."""
+
+
+def sample_body(kind: type[msgspec.Struct]) -> dict[str, Any]:
+    """A body that decodes as ``kind``: required fields only, the simplest valid values."""
+    info = mi.type_info(kind)
+    assert isinstance(info, mi.StructType)
+    body = {
+        field.encode_name: _sample(field.name, field.type, kind)
+        for field in info.fields
+        if field.required
+    }
+    try:
+        msgspec.convert(body, kind)
+    except msgspec.ValidationError as error:
+        pytest.fail(
+            f"cannot make a sample {kind.__name__} ({error}): add the field to _BY_NAME in "
+            "tests/api/fixtures_world.py",
+            pytrace=False,
+        )
+    return body
+
+
+def _sample(name: str, info: mi.Type, owner: type) -> Any:
+    if name in _BY_NAME:
+        return _BY_NAME[name]()
+    if isinstance(info, mi.UnionType):
+        if any(isinstance(t, mi.NoneType) for t in info.types):
+            return None
+        return _sample(name, info.types[0], owner)
+    if isinstance(info, mi.StrType):
+        return "s" * max(info.min_length or 0, 6)
+    if isinstance(info, mi.IntType | mi.FloatType):
+        if info.ge is not None:
+            return info.ge
+        return 0 if info.gt is None else info.gt + 1
+    if isinstance(info, mi.BoolType):
+        return False
+    if isinstance(info, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        return [_sample(name, info.item_type, owner) for _ in range(info.min_length or 0)]
+    if isinstance(info, mi.DictType):
+        return {}
+    if isinstance(info, mi.DateTimeType):
+        return (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    if isinstance(info, mi.LiteralType):
+        return info.values[0]
+    if isinstance(info, mi.StructType):
+        return sample_body(info.cls)
+    pytest.fail(f"no sample for {owner.__name__}.{name} of type {info}", pytrace=False)
+
+
+# -- raw calls --------------------------------------------------------------------------
+
+
+async def call(
+    caller: Caller,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[ClientResponse, str]:
+    """Any method, with or without a JSON body; the response and its text.
+
+    Event streams never end: their text is what arrives until they fall quiet.
+    """
+    kwargs: dict[str, Any] = {"headers": caller.headers(headers)}
+    if body is not None:
+        kwargs["json"] = body
+    response = await caller.client.request(method, path, **kwargs)
+    if response.content_type == "text/event-stream":
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = await asyncio.wait_for(response.content.readany(), STREAM_QUIET_SECONDS)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        response.close()
+        return response, b"".join(chunks).decode(errors="replace")
+    return response, await response.text()
+
+
+async def documents_of(api: Api, tenant_id: str) -> dict[str, tuple[int, str]]:
+    """Every read-model document of a tenant: id → (version, view as text)."""
+    table = f"{api.platform.settings.schema}.resource_documents"
+    rows = await api.platform.store.pool.fetch(
+        f"SELECT resource_id, version, view::text FROM {table} WHERE tenant_id = $1",
+        tenant_id,
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+async def settle(api: Api) -> None:
+    """Wait until the read models include everything written so far."""
+    await api.wait_for(await api.platform.store.last_position())
+
+
+async def audit_rows(caller: Caller, **filters: str) -> list[dict[str, Any]]:
+    """Every audit entry the caller may see that matches ``filters``, newest first."""
+    rows: list[dict[str, Any]] = []
+    params: dict[str, str] = {"limit": "500", **filters}
+    while True:
+        response = await caller.get("/v1/audit-events", params=params)
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        rows.extend(page["items"])
+        if not page["next_page_token"]:
+            return rows
+        params["page_token"] = page["next_page_token"]

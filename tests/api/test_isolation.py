@@ -1,0 +1,230 @@
+"""Tenant isolation, generated from the route table.
+
+Every endpoint in ``api.app.endpoints()`` is called by every kind of caller tenant A has
+(each built-in tenant role, a custom role, a project-scoped sub-account and a narrow API
+key): endpoints whose path names an ``{id}`` aim at a real object of their ``kind`` in
+tenant B, list and singleton reads must never show B's objects, and A's other mutations
+must leave B untouched. A new endpoint is covered without editing this file. A new id
+*kind* needs a creator in ``tests/api/fixtures_world.py`` (``CREATORS``); until it has one
+this test fails and says so, which is the point.
+
+Aiming at B's object must look exactly like aiming at an id that exists nowhere, in the
+answer and in A's own audit log; the platform admin's audit log records it as denied.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.app import endpoints
+from api.routing import Endpoint
+from domain.identity.permissions import TENANT_ROLES
+from domain.ids import is_id, new_id
+from tests.api.conftest import Api, Caller
+from tests.api.fixtures_world import (
+    audit_rows,
+    call,
+    create,
+    documents_of,
+    kinds_in_use,
+    sample_body,
+    settle,
+    tenant_of,
+    unique,
+)
+
+_ID = re.compile(r"\b[a-z][a-z0-9]{0,11}-[0-9a-hjkmnp-tv-z]{26}\b")
+
+
+@dataclass
+class Attempt:
+    endpoint: Endpoint
+    caller: str
+    real: str
+    fake: str
+    status: int
+    request_id: str = field(default="")
+
+
+async def callers_of(api: Api, owner: Caller) -> dict[str, Caller]:
+    """Tenant A's callers: every built-in role, a custom role, a scoped one, a narrow key."""
+    callers = {"owner": owner}
+    for role in sorted(TENANT_ROLES):
+        if role != "owner":
+            callers[role] = await api.sub_account(owner, [role])
+    project = await api.settled(await owner.post("/v1/projects", json={"name": "a-project"}))
+    role = await api.settled(
+        await owner.post("/v1/roles", json={"name": "a-custom", "actions": ["iam:*", "*:*:read"]})
+    )
+    callers["custom-role"] = await api.sub_account(owner, [], custom_roles=[role["resource_id"]])
+    callers["project-scoped"] = await api.sub_account(
+        owner, ["operator"], projects=[project["resource_id"]]
+    )
+    key = await api.settled(
+        await owner.post("/v1/api-keys", json={"name": "narrow", "actions": ["iam:*:read"]})
+    )
+    callers["narrow-key"] = Caller(owner.client, key["api_key"], owner.user_id, owner.tenant_id)
+    return callers
+
+
+def markers_of(documents: dict[str, tuple[int, str]], token: str) -> set[str]:
+    """What must never reach tenant A: B's ids, and anything carrying B's marker token."""
+    found = {token}
+    for resource_id, (_, view) in documents.items():
+        found.add(resource_id)
+        found.update(_ID.findall(view))
+    return {m for m in found if m == token or is_id(m)}
+
+
+def leaked(text: str, markers: set[str]) -> list[str]:
+    return sorted(m for m in markers if m in text)
+
+
+def normalised(text: str, target: str) -> Any:
+    """An answer with the aimed-at id and the request id taken out."""
+    try:
+        body = json.loads(text.replace(target, "{id}"))
+    except ValueError:
+        return text.replace(target, "{id}")
+    if isinstance(body, dict):
+        body.pop("request_id", None)
+    return body
+
+
+def audit_view(row: dict[str, Any], target: str) -> dict[str, Any]:
+    kept = {
+        k: v
+        for k, v in row.items()
+        if k not in {"operation_id", "occurred_at", "position", "request_id"}
+    }
+    return json.loads(json.dumps(kept).replace(target, "{id}"))  # type: ignore[no-any-return]
+
+
+async def test_no_endpoint_lets_a_tenant_reach_another_tenants_objects(api: Api) -> None:
+    table = endpoints()
+    kinds = kinds_in_use(table)
+
+    token = unique("zzvictim")
+    victim = await api.tenant(token)
+    victim_id = tenant_of(victim)
+    # A few of everything in B, so that B's lists are not empty.
+    objects = {kind: await create(kind, api, victim) for kind in kinds}
+    await api.sub_account(victim, ["admin"])
+    await settle(api)
+    before = await documents_of(api, victim_id)
+    markers = markers_of(before, token)
+    assert set(objects.values()) <= markers
+
+    attacker = await api.tenant()
+    callers = await callers_of(api, attacker)
+    attacker_id = tenant_of(attacker)
+    await settle(api)
+
+    # -- reads without an id: lists and singletons never show B ---------------------------
+    listed = 0
+    for endpoint in table:
+        if endpoint.method != "GET" or "{" in endpoint.path or endpoint.public:
+            continue
+        for name, caller in callers.items():
+            response, text = await call(caller, "GET", endpoint.path)
+            where = f"{name}: GET {endpoint.path} -> {response.status}"
+            assert response.status < 500, where
+            assert not leaked(text, markers), f"{where} leaks {leaked(text, markers)}"
+            if response.status == 200 and response.content_type == "application/json":
+                items = json.loads(text).get("items")
+                for item in items if isinstance(items, list) else []:
+                    listed += 1
+                    assert item.get("tenant_id", attacker_id) == attacker_id, where
+    assert listed > 0, "no list answered anything: the listing check proved nothing"
+
+    # -- by id: B's object answers exactly like an id that exists nowhere -----------------
+    attempts: list[Attempt] = []
+    for endpoint in table:
+        if endpoint.kind is None:
+            continue
+        body = sample_body(endpoint.body) if endpoint.body is not None else None
+        for name, caller in callers.items():
+            real, fake = objects[endpoint.kind], new_id(endpoint.kind)
+            n = len(attempts)
+            answers = []
+            for target, request_id in ((real, f"iso-real-{n}"), (fake, f"iso-fake-{n}")):
+                response, text = await call(
+                    caller,
+                    endpoint.method,
+                    endpoint.path.replace("{id}", target),
+                    body=body,
+                    headers={"X-Request-Id": request_id},
+                )
+                answers.append((response.status, normalised(text, target)))
+                where = f"{name}: {endpoint.method} {endpoint.path} on {target}"
+                assert not leaked(text.replace(target, "{id}"), markers), (
+                    f"{where} leaks {leaked(text.replace(target, '{id}'), markers)}"
+                )
+            where = f"{name}: {endpoint.method} {endpoint.path}"
+            status = answers[0][0]
+            assert status in (403, 404), f"{where} on B's object answered {status}"
+            assert response.content_type == "application/problem+json", where
+            assert answers[0] == answers[1], f"{where}: B's object is told from a missing one"
+            attempts.append(Attempt(endpoint, name, real, fake, status, f"iso-real-{n}"))
+    assert attempts, "no endpoint names an object: nothing was tried"
+
+    # -- the audit log: denied for the admin, and no tell-tale in A's own log ------------
+    await settle(api)
+    denied = {row["request_id"] for row in await audit_rows(api.admin, outcome="denied")}
+    missing = [
+        f"{a.caller}: {a.endpoint.method} {a.endpoint.path}"
+        for a in attempts
+        if a.request_id not in denied
+    ]
+    assert not missing, f"denied attempts absent from the admin's audit log: {missing}"
+    own: dict[str, list[dict[str, Any]]] = {}
+    for row in await audit_rows(attacker):
+        own.setdefault(row["request_id"] or "", []).append(row)
+        assert row["tenant_id"] == attacker_id
+    for n, attempt in enumerate(attempts):
+        real_rows = [audit_view(r, attempt.real) for r in own.get(f"iso-real-{n}", [])]
+        fake_rows = [audit_view(r, attempt.fake) for r in own.get(f"iso-fake-{n}", [])]
+        assert real_rows == fake_rows, (
+            f"{attempt.caller}: {attempt.endpoint.method} {attempt.endpoint.path}: A's audit "
+            "log tells B's object from a missing one"
+        )
+
+    # -- A's other mutations (bodies without ids) never reach B -------------------------
+    mutations = [e for e in table if e.mutation and e.kind is None and "{" not in e.path]
+    mutations.sort(key=lambda e: e.path.startswith("/v1/me"))  # self-service ends sessions
+    for name, caller in callers.items():
+        for endpoint in mutations:
+            body = sample_body(endpoint.body) if endpoint.body is not None else None
+            response, text = await call(caller, endpoint.method, endpoint.path, body=body)
+            where = f"{name}: {endpoint.method} {endpoint.path} -> {response.status}"
+            assert response.status < 500, where
+            assert not leaked(text, markers), f"{where} leaks {leaked(text, markers)}"
+
+    await settle(api)
+    assert await documents_of(api, victim_id) == before, "tenant A changed tenant B"
+
+
+async def test_ids_of_another_tenant_in_a_body_are_refused_like_missing_ones(api: Api) -> None:
+    victim = await api.tenant()
+    project = await create("prj", api, victim)
+    role = await create("role", api, victim)
+    owner = await api.tenant()
+    answers = []
+    for project_id, role_id in ((project, role), (new_id("prj"), new_id("role"))):
+        for field_name, value in (("projects", [project_id]), ("custom_roles", [role_id])):
+            response = await owner.post(
+                "/v1/users",
+                json={
+                    "email": f"{unique('ref')}@example.com",
+                    "password": "ref-password-1234",
+                    field_name: value,
+                },
+            )
+            assert response.status == 422, await response.text()
+            answers.append((field_name, normalised(await response.text(), value[0])))
+    assert answers[:2] == answers[2:]
+    listed = await (await owner.get("/v1/users")).json()
+    assert len(listed["items"]) == 1, "a refused sub-account was created anyway"
