@@ -136,6 +136,28 @@ async def test_a_version_that_skips_ahead_is_refused(store: PostgresEventStore) 
     assert [e.originator_version for e in await store.read_all()] == [1]
 
 
+async def test_a_gap_filled_later_in_the_same_batch_is_still_refused(
+    store: PostgresEventStore,
+) -> None:
+    """v3 queued before v2 in one batch: v3 skipped ahead when it was positioned.
+
+    Accepting both would put v3 at a lower position than v2, so anything following
+    positions (projections, the relay, the library's notification log) would see the
+    stream's versions go backwards.
+    """
+    originator_id = stream()
+    await store.append(request(event(originator_id, 1)))
+    ahead, next_ = await asyncio.gather(
+        store.append(request(event(originator_id, 3))),
+        store.append(request(event(originator_id, 2))),
+        return_exceptions=True,
+    )
+    assert isinstance(next_, AppendResult)
+    assert isinstance(ahead, ConcurrencyConflict)
+    by_position = [e.originator_version for e in await store.read_all()]
+    assert by_position == [1, 2]
+
+
 async def test_close_settles_appends_in_flight(database_url: str, schema: str) -> None:
     """Closing the store must not leave callers awaiting a batch forever."""
     closing = await PostgresEventStore.open(database_url, schema)

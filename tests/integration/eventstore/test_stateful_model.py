@@ -239,6 +239,8 @@ class EventStoreMachine(RuleBasedStateMachine):
         for originator_id, version in self.versions.items():
             stored = self.run(self.stores[0].read_stream(originator_id))
             assert [e.originator_version for e in stored] == list(range(1, version + 1))
+            # Followers of positions must meet a stream's versions in order.
+            assert all(a.position < b.position for a, b in itertools.pairwise(stored))
             expected = [entry[3] for entry in sorted(self.log) if entry[1] == originator_id]
             assert [e.state for e in stored] == expected
 
