@@ -15,6 +15,7 @@ import math
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from enum import Enum, IntEnum, StrEnum
 from typing import Any
 
 import pytest
@@ -200,6 +201,38 @@ def test_tuples_become_lists_as_with_the_library(transcoder: Transcoder) -> None
     expected = {"pair": [1, "a"], "nested": [[Decimal("1")]]}
     assert transcoder.decode(transcoder.encode(obj)) == expected
     assert stock().decode(stock().encode(obj)) == expected
+
+
+class Colour(str, Enum):  # noqa: UP042 - the mixin is the case under test
+    RED = "red"
+
+
+class Size(IntEnum):
+    LARGE = 3
+
+
+class Mood(StrEnum):
+    CALM = "calm"
+
+
+class Loud(str):
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return self.upper()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Colour.RED, Size.LARGE, Mood.CALM, Loud("quiet")],
+    ids=["str-enum-mixin", "int-enum", "str-enum", "str-subclass-with-__str__"],
+)
+def test_subclasses_of_builtins_are_written_as_the_library_writes_them(
+    transcoder: Transcoder, value: Any
+) -> None:
+    """json writes a str or int subclass's own data, whatever its ``__str__`` says."""
+    assert transcoder.encode({"v": value}) == stock().encode({"v": value})
+    assert transcoder.decode(transcoder.encode(value)) == value
 
 
 @pytest.mark.parametrize(
