@@ -107,3 +107,22 @@ async def test_closing_a_subscription_returns_its_connection(store: PostgresEven
             await asyncio.sleep(0.02)
             assert available(store) == before - 1
     assert available(store) == before
+
+
+async def test_many_followers_do_not_starve_writers(store: PostgresEventStore) -> None:
+    """Every SSE client and long-poll follows the log; a dozen of them must not stop appends.
+
+    With one pooled connection per listener, followers beyond the pool's size (10 by
+    default) take every connection, and the group committer waits forever for one.
+    """
+    followers = store.pool.get_max_size() + 2
+    async with contextlib.AsyncExitStack() as stack:
+        queues = [
+            await stack.enter_async_context(following(store, after=0, idle_poll=60.0))
+            for _ in range(followers)
+        ]
+        await asyncio.sleep(0.2)
+        async with asyncio.timeout(3):
+            written = await store.append(request(event(stream(), 1)))
+            for received in queues:
+                assert [(await received.get()).position] == list(written.positions)
