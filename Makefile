@@ -16,7 +16,21 @@ BENCH_ARGS ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# Debian packages: libvirt's headers for libvirt-python, and QEMU/libvirtd for real guests.
+SYSTEM_PACKAGES := pkg-config libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu \
+	libvirt-clients qemu-system-x86 qemu-utils busybox-static cpio
+SYSTEM_STAMP := $(VENV)/.system-packages
+
+$(SYSTEM_STAMP): | $(BIN)/python
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "install as root: apt-get install $$missing"; exit 1; fi; \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	touch $@
+
+$(STAMP): pyproject.toml | $(SYSTEM_STAMP)
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $@
 

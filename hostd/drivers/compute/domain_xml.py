@@ -1,0 +1,73 @@
+"""Libvirt domain XML for an instance spec."""
+
+from __future__ import annotations
+
+import uuid
+import xml.etree.ElementTree as ET
+
+from hostd.drivers.compute.port import InstanceSpec
+
+
+_NAMESPACE = uuid.UUID("5c1a0d5e-7b1e-4f3a-9a57-2f7d6c1b9e01")
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    element = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _pci(address: str) -> dict[str, str]:
+    domain, bus, rest = address.split(":")
+    slot, function = rest.split(".")
+    return {
+        "domain": f"0x{domain}",
+        "bus": f"0x{bus}",
+        "slot": f"0x{slot}",
+        "function": f"0x{function}",
+    }
+
+
+def domain_xml(spec: InstanceSpec, *, domain_type: str = "qemu", arch: str = "x86_64") -> str:
+    """``domain_type`` is ``qemu`` (TCG), ``kvm``, or ``test`` for libvirt's test driver."""
+    domain = ET.Element("domain", type=domain_type)
+    _sub(domain, "name", spec.instance_id)
+    # A stable uuid makes defining the same instance twice an update, not a clash.
+    _sub(domain, "uuid", str(uuid.uuid5(_NAMESPACE, spec.instance_id)))
+    _sub(domain, "memory", str(spec.memory_mb), unit="MiB")
+    _sub(domain, "vcpu", str(spec.vcpus))
+    os_element = _sub(domain, "os")
+    _sub(os_element, "type", "hvm", arch=arch)
+    if spec.kernel:
+        _sub(os_element, "kernel", spec.kernel)
+        if spec.initrd:
+            _sub(os_element, "initrd", spec.initrd)
+        if spec.cmdline:
+            _sub(os_element, "cmdline", spec.cmdline)
+    else:
+        _sub(os_element, "boot", dev="hd")
+    # Without ACPI a guest's poweroff never ends the domain.
+    _sub(_sub(domain, "features"), "acpi")
+    _sub(domain, "on_poweroff", "destroy")
+    _sub(domain, "on_crash", "destroy")
+    devices = _sub(domain, "devices")
+    disk = _sub(devices, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type=spec.disk_format)
+    _sub(disk, "source", file=spec.disk_path)
+    _sub(disk, "target", dev="vda", bus="virtio")
+    for nic in spec.nics:
+        interface = _sub(devices, "interface", type="ethernet")
+        _sub(interface, "mac", address=nic.mac)
+        _sub(interface, "target", dev=nic.tap, managed="no")
+        _sub(interface, "model", type="virtio")
+    for address in spec.gpus:
+        hostdev = _sub(devices, "hostdev", mode="subsystem", type="pci", managed="yes")
+        _sub(_sub(hostdev, "source"), "address", **_pci(address))
+    if spec.serial_log:
+        serial = _sub(devices, "serial", type="file")
+        _sub(serial, "source", path=spec.serial_log)
+        _sub(serial, "target", port="0")
+    if spec.vnc:
+        _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
+    return ET.tostring(domain, encoding="unicode")

@@ -1,0 +1,82 @@
+"""The compute driver port: what a host daemon needs from a hypervisor.
+
+Every call states a desired state and is idempotent: ensuring what already holds is a
+no-op, so a redelivered command is harmless.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+import msgspec
+
+
+class PowerState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    CRASHED = "crashed"
+    ABSENT = "absent"
+
+
+class Nic(msgspec.Struct, frozen=True):
+    mac: str
+    tap: str
+    """A tap device the network driver made (libvirt ``<interface type='ethernet'>``)."""
+
+
+class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
+    instance_id: str
+    vcpus: int
+    memory_mb: int
+    disk_path: str
+    """The root disk (qcow2 file or rbd:pool/image) the storage driver prepared."""
+    disk_format: str = "qcow2"
+    kernel: str | None = None
+    """Direct kernel boot (tiny test guests); None boots the disk."""
+    initrd: str | None = None
+    cmdline: str | None = None
+    nics: tuple[Nic, ...] = ()
+    gpus: tuple[str, ...] = ()
+    """PCI addresses passed through (``<hostdev>``)."""
+    serial_log: str | None = None
+    """File the guest's serial console is written to."""
+    vnc: bool = True
+
+
+class ConsoleAddress(msgspec.Struct, frozen=True):
+    host: str
+    port: int
+
+
+class DriverError(Exception):
+    """The hypervisor refused; the message is the cause reported in the outcome event."""
+
+
+class ComputeDriver(Protocol):
+    async def define(self, spec: InstanceSpec) -> None:
+        """Make the domain exist with this spec (redefining a stopped one is allowed)."""
+        ...
+
+    async def start(self, instance_id: str) -> None:
+        """Running afterwards; already running is fine."""
+        ...
+
+    async def stop(self, instance_id: str, *, force: bool = False) -> None:
+        """Stopped afterwards (ACPI shutdown, or destroy when ``force``)."""
+        ...
+
+    async def reboot(self, instance_id: str, *, hard: bool = False) -> None: ...
+
+    async def undefine(self, instance_id: str) -> None:
+        """Gone afterwards (stopped first if needed); absent already is fine."""
+        ...
+
+    async def state(self, instance_id: str) -> PowerState: ...
+
+    async def observed(self) -> dict[str, PowerState]:
+        """Every domain this driver manages and its state: the drift report."""
+        ...
+
+    async def console(self, instance_id: str) -> ConsoleAddress | None: ...

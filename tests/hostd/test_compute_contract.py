@@ -1,0 +1,109 @@
+"""One contract for every compute driver: libvirt's test:///default and the simulated one."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hostd.drivers.compute.port import ComputeDriver, DriverError, InstanceSpec, Nic, PowerState
+from hostd.drivers.compute.simulated import SimulatedCompute
+
+_counter = itertools.count()
+
+
+def spec(**changes: object) -> InstanceSpec:
+    fields: dict[str, object] = {
+        "instance_id": f"i-contract{next(_counter):018d}",
+        "vcpus": 1,
+        "memory_mb": 128,
+        "disk_path": "/var/lib/scloud/disks/root.qcow2",
+        "nics": (Nic("52:54:00:12:34:56", "tap-contract0"),),
+    }
+    fields.update(changes)
+    return InstanceSpec(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["libvirt-test", "simulated"])
+async def driver(request: pytest.FixtureRequest) -> AsyncIterator[ComputeDriver]:
+    if request.param == "simulated":
+        yield SimulatedCompute()
+        return
+    from hostd.drivers.compute.libvirt import LibvirtCompute
+
+    # test:///default is shared per process; every test uses fresh instance ids.
+    compute = LibvirtCompute("test:///default", domain_type="test", graceful_stop_seconds=1)
+    yield compute
+    await compute.close()
+
+
+async def test_a_defined_instance_is_stopped_until_started(driver: ComputeDriver) -> None:
+    wanted = spec()
+    assert await driver.state(wanted.instance_id) == PowerState.ABSENT
+    await driver.define(wanted)
+    assert await driver.state(wanted.instance_id) == PowerState.STOPPED
+    await driver.start(wanted.instance_id)
+    assert await driver.state(wanted.instance_id) == PowerState.RUNNING
+
+
+async def test_every_ensure_is_idempotent(driver: ComputeDriver) -> None:
+    wanted = spec()
+    for _ in range(2):
+        await driver.define(wanted)
+    for _ in range(2):
+        await driver.start(wanted.instance_id)
+    assert await driver.state(wanted.instance_id) == PowerState.RUNNING
+    for _ in range(2):
+        await driver.stop(wanted.instance_id)
+    assert await driver.state(wanted.instance_id) == PowerState.STOPPED
+    for _ in range(2):
+        await driver.undefine(wanted.instance_id)
+    assert await driver.state(wanted.instance_id) == PowerState.ABSENT
+
+
+async def test_starting_an_undefined_instance_fails_with_a_cause(driver: ComputeDriver) -> None:
+    with pytest.raises(DriverError, match="not defined|no domain|not found"):
+        await driver.start("i-contractnothere000000000000")
+
+
+async def test_undefining_a_running_instance_stops_it_first(driver: ComputeDriver) -> None:
+    wanted = spec()
+    await driver.define(wanted)
+    await driver.start(wanted.instance_id)
+    await driver.undefine(wanted.instance_id)
+    assert await driver.state(wanted.instance_id) == PowerState.ABSENT
+    assert wanted.instance_id not in await driver.observed()
+
+
+async def test_reboot_needs_a_running_instance(driver: ComputeDriver) -> None:
+    wanted = spec()
+    await driver.define(wanted)
+    with pytest.raises(DriverError):
+        await driver.reboot(wanted.instance_id)
+    await driver.start(wanted.instance_id)
+    await driver.reboot(wanted.instance_id)
+    assert await driver.state(wanted.instance_id) == PowerState.RUNNING
+
+
+async def test_forced_stop_and_observed_states(driver: ComputeDriver) -> None:
+    running, stopped = spec(), spec()
+    for wanted in (running, stopped):
+        await driver.define(wanted)
+    await driver.start(running.instance_id)
+    await driver.start(stopped.instance_id)
+    await driver.stop(stopped.instance_id, force=True)
+    observed = await driver.observed()
+    assert observed[running.instance_id] == PowerState.RUNNING
+    assert observed[stopped.instance_id] == PowerState.STOPPED
+
+
+async def test_console_only_while_running(driver: ComputeDriver) -> None:
+    wanted = spec()
+    await driver.define(wanted)
+    assert await driver.console(wanted.instance_id) is None
+    await driver.start(wanted.instance_id)
+    # libvirt's test driver never allocates a VNC port; the contract only asks for None
+    # when stopped and an address or None when running.
+    address = await driver.console(wanted.instance_id)
+    assert address is None or address.port >= 5900
