@@ -1,0 +1,71 @@
+"""What the platform and a host daemon say to each other over JetStream.
+
+Commands go to ``cmd.host.<host_id>`` (stream SCLOUD_HOST_COMMANDS): each states a desired
+state and carries its step id as ``Nats-Msg-Id``. Outcomes come back on
+``outcome.host.<host_id>`` (stream SCLOUD_HOST_OUTCOMES), also with the step id as
+``Nats-Msg-Id``; a host acks a command only after its outcome is acknowledged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+from hostd.drivers.compute.port import InstanceSpec, PowerState
+
+COMMANDS_STREAM = "SCLOUD_HOST_COMMANDS"
+OUTCOMES_STREAM = "SCLOUD_HOST_OUTCOMES"
+COMMANDS_PREFIX = "cmd.host"
+OUTCOMES_PREFIX = "outcome.host"
+
+
+class Action(StrEnum):
+    ENSURE_RUNNING = "ensure_running"
+    """Define (from ``spec``) if needed, then start."""
+    ENSURE_STOPPED = "ensure_stopped"
+    REBOOT = "reboot"
+    ENSURE_ABSENT = "ensure_absent"
+    """Stop and undefine; the disk is the storage driver's business."""
+
+
+class HostCommand(msgspec.Struct, frozen=True, kw_only=True):
+    step_id: str
+    host_id: str
+    instance_id: str
+    action: Action
+    spec: InstanceSpec | None = None
+    hard: bool = False
+    force: bool = False
+
+
+class HostOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    step_id: str
+    host_id: str
+    instance_id: str
+    action: Action
+    ok: bool
+    state: PowerState
+    """What the host observed after applying the command."""
+    error: str | None = None
+
+
+class ObservedState(msgspec.Struct, frozen=True, kw_only=True):
+    """A host's periodic report of what really runs on it: the platform heals drift."""
+
+    host_id: str
+    instances: dict[str, PowerState]
+
+
+def command_subject(host_id: str) -> str:
+    return f"{COMMANDS_PREFIX}.{host_id}"
+
+
+def outcome_subject(host_id: str) -> str:
+    return f"{OUTCOMES_PREFIX}.{host_id}"
+
+
+encode = msgspec.json.Encoder().encode
+decode_command = msgspec.json.Decoder(HostCommand).decode
+decode_outcome = msgspec.json.Decoder(HostOutcome).decode
+decode_observed = msgspec.json.Decoder(ObservedState).decode
