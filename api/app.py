@@ -26,6 +26,7 @@ from api.routes import (
     session,
     tenants,
     users,
+    webhooks,
 )
 from api.routing import Endpoint
 from api.state import PLATFORM
@@ -61,6 +62,7 @@ ROUTE_MODULES = (
     imagepools,
     flavors,
     config,
+    webhooks,
 )
 
 

@@ -23,6 +23,7 @@ from gateways.eventstore.repository import Repository
 from gateways.passwords import generate_password, hash_password
 from gateways.settings import Settings
 from gateways.tokens import TokenSigner, token_key
+from gateways.webhooks.dispatcher import webhook_dispatcher
 from projections.audit.log import AuditLog
 from projections.identity.cache import IdentityCache
 from projections.projection import Projection
@@ -99,6 +100,8 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
     for runner in runners:
         await runner.setup()
     jobs = [runner.follow(stop) for runner in runners]
+    webhooks = webhook_dispatcher(platform.store, platform.repository, platform.settings)
+    jobs.append(webhooks.run(stop))
     if relay:
         settings = platform.settings
         exporter = EventRelay(

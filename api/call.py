@@ -11,7 +11,6 @@ from aiohttp import web
 
 from api.problems import REQUEST_ID
 from api.services.executor import CommandFailed, Decision, Outcome
-from api.services.unit_of_work import OtherTenantsResource
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
 from domain.metadata import Actor, ActorKind, CommandContext
@@ -137,15 +136,13 @@ class Call:
             )
         except CommandFailed as failed:
             failed.error.context.setdefault("operation_id", failed.outcome.operation_id)
-            if isinstance(failed.error, OtherTenantsResource):
+            if failed.error.context.pop("other_tenants", False):
                 resource_id = failed.error.context.get("resource_id")
                 await self.audit_denial(
                     DomainError("another tenant's resource"),
                     resource_id if isinstance(resource_id, str) else None,
                     foreign=True,
                 )
-                # Answered exactly as a missing resource, down to the problem's title.
-                raise NotFound(failed.error.detail, **failed.error.context) from None
             raise failed.error from None
         # The caller may sign in with what it just created: make our own cache current.
         await self.platform.identity.catch_up(self.platform.store, outcome.position)

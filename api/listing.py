@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from aiohttp import web
@@ -16,9 +16,9 @@ SORTS = frozenset({"id", "-id", "name", "-name"})
 class ListQuery(msgspec.Struct, kw_only=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 50
     page_token: str | None = None
-    sort: str = "id"
+    sort: Literal["id", "-id", "name", "-name"] = "id"
     """``id`` (creation order), ``name``; a leading ``-`` reverses."""
-    min_position: int | None = None
+    min_position: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
     """Wait until the read model includes this position (read your own writes)."""
 
 

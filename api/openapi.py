@@ -21,7 +21,8 @@ REF = "#/components/schemas/{name}"
 PROBLEM_JSON = "application/problem+json"
 ID_BODY = "[0-9a-hjkmnp-tv-z]{26}"
 """The Crockford base32 body of every id (see ``domain.ids``)."""
-MAX_POSITION = 2**63 - 1
+NO_NUL = "^[^\\u0000]*$"
+"""Every text the API takes: PostgreSQL cannot hold U+0000 (see ``api.routing``)."""
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
 _ERRORS = {
@@ -36,7 +37,8 @@ _ERRORS = {
     422: ("Unprocessable", "Malformed parameters or body, or a reused Idempotency-Key"),
     503: ("NotYetVisible", "Reads have not reached the requested position yet; retry shortly"),
 }
-_POSITION = {"type": "integer", "minimum": 0, "maximum": MAX_POSITION}
+_POSITION = {"type": "integer"}
+"""Any integer; one not reached yet waits (bounded), then answers 503."""
 _HEADERS = {
     "RequestId": {
         "name": "X-Request-Id",
@@ -112,11 +114,29 @@ def build_document(endpoints: Sequence[Endpoint], *, version: str = "1") -> dict
 
 
 def _schemas(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
-    types: list[Any] = [Problem]
-    for endpoint in endpoints:
-        types.extend(t for t in (endpoint.body, endpoint.response) if _is_struct(t))
-    _, components = msgspec.json.schema_components(types, ref_template=REF)
-    return dict(sorted(components.items()))
+    bodies = [e.body for e in endpoints if e.body is not None]
+    answers = [e.response for e in endpoints if _is_struct(e.response)]
+    _, components = msgspec.json.schema_components([Problem, *bodies, *answers], ref_template=REF)
+    _, taken = msgspec.json.schema_components(bodies, ref_template=REF)
+    return {
+        name: _without_nul(schema) if name in taken else schema
+        for name, schema in sorted(components.items())
+    }
+
+
+def _without_nul(schema: Any) -> Any:
+    """The schema with every free-form string refusing U+0000, as the router does."""
+    if isinstance(schema, list):
+        return [_without_nul(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {k: _without_nul(v) if k != "enum" else v for k, v in schema.items()}
+    if result.get("type") == "string" and "format" not in result and "enum" not in result:
+        if "pattern" not in result:
+            result["pattern"] = NO_NUL
+        else:
+            result["allOf"] = [{"pattern": NO_NUL}]
+    return result
 
 
 def _is_struct(kind: Any) -> bool:
@@ -263,7 +283,7 @@ def _query_fields(kind: type[msgspec.Struct]) -> list[tuple[str, dict[str, Any],
         plain = dict(options[0]) if len(options) == 1 else {"anyOf": options}
         if schema.get("default") is not None:
             plain["default"] = schema["default"]
-        fields.append((name, plain, name in required))
+        fields.append((name, _without_nul(plain), name in required))
     return fields
 
 

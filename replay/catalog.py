@@ -1,19 +1,29 @@
-"""The projections the platform runs live, as replay verifies and rebuilds them.
-
-The same list as ``api.bootstrap.Platform.projections`` (a test holds the two equal);
-replay keeps its own copy so that it does not import the whole server to read it.
-"""
+"""The projections the platform runs live, as replay verifies and rebuilds them."""
 
 from __future__ import annotations
 
-from projections.audit.log import AuditLog
 from projections.projection import Projection
-from projections.resources.documents import ResourceDocuments
-from projections.resources.index import ResourceIndex
+
+
+class _SchemaOnly:
+    """All that ``Platform.projections`` reads of a platform: its settings' schema."""
+
+    def __init__(self, schema: str) -> None:
+        from gateways.settings import Settings
+
+        self.settings = Settings(schema=schema)
 
 
 def live_projections(schema: str) -> list[Projection]:
-    return [ResourceIndex(schema), ResourceDocuments(schema), AuditLog(schema)]
+    """Exactly the list the worker runs (``Platform.projections``), built for ``schema``.
+
+    Asking the composition root rather than keeping a second list means a projection added
+    to the platform is verified and rebuildable here with no change to replay. (The import
+    is lazy: it brings in the server; ``scloud`` has loaded it already.)
+    """
+    from api.bootstrap import Platform
+
+    return Platform.projections(_SchemaOnly(schema))  # type: ignore[arg-type]
 
 
 def in_schema(projection: Projection, schema: str) -> Projection:

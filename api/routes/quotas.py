@@ -21,7 +21,7 @@ router = Router()
 
 class QuotaQuery(msgspec.Struct, kw_only=True):
     region: str = GLOBAL_REGION
-    min_position: int | None = None
+    min_position: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
 class QuotaLine(msgspec.Struct, kw_only=True):

@@ -11,7 +11,7 @@ from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
 from api.services.executor import Decided
-from api.services.unit_of_work import OtherTenantsResource, UnitOfWork
+from api.services.unit_of_work import UnitOfWork, other_tenants
 from domain.errors import ValidationFailed
 from domain.identity.project import Project
 from domain.identity.role import Role
@@ -139,7 +139,7 @@ async def set_role_actions(call: Call) -> web.Response:
     async def decide(unit: UnitOfWork) -> Decided:
         role = await unit.get(role_id, Role, checked=True)
         if role.tenant_id != tenant_id:
-            raise OtherTenantsResource(f"{role_id} does not exist", resource_id=role_id)
+            raise other_tenants(role_id)
         role.set_actions(list(body.actions))
         return Decided(resource_id=role.id)
 

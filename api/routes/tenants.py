@@ -19,7 +19,12 @@ router = Router()
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
-Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+# Explicit ranges, not \s: Python's and JSON Schema's (ECMA) \s disagree on U+001C-U+001F.
+_NOT_IN_EMAIL = r"[^@\x00-\x20\x7f]+"
+Email = Annotated[
+    str,
+    msgspec.Meta(pattern=f"^{_NOT_IN_EMAIL}@{_NOT_IN_EMAIL}\\.{_NOT_IN_EMAIL}$", max_length=254),
+]
 
 
 class CreateTenant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -19,7 +19,12 @@ from gateways.passwords import hash_password
 
 router = Router()
 
-Email = Annotated[str, msgspec.Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+# Explicit ranges, not \s: Python's and JSON Schema's (ECMA) \s disagree on U+001C-U+001F.
+_NOT_IN_EMAIL = r"[^@\x00-\x20\x7f]+"
+Email = Annotated[
+    str,
+    msgspec.Meta(pattern=f"^{_NOT_IN_EMAIL}@{_NOT_IN_EMAIL}\\.{_NOT_IN_EMAIL}$", max_length=254),
+]
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200)]
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]{0,11}-[0-9a-z]{26}$")]
 

@@ -7,7 +7,7 @@ Every command, successful, failed or denied, leaves an Operation: that is what t
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -30,12 +30,29 @@ class Decided(msgspec.Struct, kw_only=True):
     """Extra fields for the answer (a new key's secret, shown once)."""
 
 
+class Refusal(msgspec.Struct, kw_only=True):
+    """How a refused command was answered, so that a repeat of it is answered the same."""
+
+    title: str
+    code: str
+    status: int
+    detail: str
+
+    def error(self) -> DomainError:
+        kind = cast(
+            type[DomainError],
+            type(self.title, (DomainError,), {"code": self.code, "status": self.status}),
+        )
+        return kind(self.detail)
+
+
 class Outcome(msgspec.Struct, kw_only=True):
     operation_id: str
     resource_id: str | None
     position: int
     body: dict[str, Any] = {}
     replayed: bool = False
+    refusal: Refusal | None = None
 
 
 class IdempotencyKeyInUse(Conflict):
@@ -75,7 +92,9 @@ class CommandExecutor:
             earlier = await self.repository.store.find_command(command_id)
             if earlier is not None:
                 last = earlier.positions[-1] if earlier.positions else 0
-                return self._replay(context, earlier.fingerprint, earlier.result, last)
+                return _refused_again(
+                    self._replay(context, earlier.fingerprint, earlier.result, last)
+                )
             if command_id in self._in_flight:
                 raise IdempotencyKeyInUse("a request with this Idempotency-Key is still running")
             self._in_flight.add(command_id)
@@ -116,7 +135,7 @@ class CommandExecutor:
                     raise
                 continue  # someone changed what we read: decide again on fresh state
             if appended.replayed:
-                return self._stored(appended.result, appended.last_position)
+                return _refused_again(self._stored(appended.result, appended.last_position))
             outcome.position = appended.last_position
             return outcome
         raise AssertionError("unreachable")
@@ -134,7 +153,12 @@ class CommandExecutor:
         operation = self._operation(
             context, action, resource_id, source, status, error.code, error.detail
         )
-        outcome = Outcome(operation_id=operation.id, resource_id=resource_id, position=0)
+        refusal = Refusal(
+            title=type(error).__name__, code=error.code, status=error.status, detail=error.detail
+        )
+        outcome = Outcome(
+            operation_id=operation.id, resource_id=resource_id, position=0, refusal=refusal
+        )
         appended = await self.repository.save(context, operation, result=_encode(outcome))
         if appended.replayed:
             return self._stored(appended.result, appended.last_position)
@@ -191,3 +215,10 @@ class CommandExecutor:
             error_code=error_code,
             error_detail=error_detail,
         )
+
+
+def _refused_again(outcome: Outcome) -> Outcome:
+    """A repeat of a refused command is refused again, with the first answer's error."""
+    if outcome.refusal is not None:
+        raise CommandFailed(outcome.refusal.error(), outcome)
+    return outcome

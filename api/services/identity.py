@@ -6,7 +6,7 @@ from datetime import datetime
 
 from api.auth import api_key_credential
 from api.services.executor import Decided
-from api.services.unit_of_work import OtherTenantsResource, UnitOfWork
+from api.services.unit_of_work import UnitOfWork, other_tenants
 from domain.errors import Conflict, InvalidState, NotFound, ValidationFailed
 from domain.identity.apikey import ApiKey
 from domain.identity.email_claim import EmailClaim, claim_id
@@ -128,7 +128,7 @@ async def create_platform_user(
 async def user_of(unit: UnitOfWork, user_id: str, tenant_id: str | None) -> User:
     user = await unit.get(user_id, User, checked=True)
     if user.tenant_id != tenant_id:
-        raise OtherTenantsResource(f"{user_id} does not exist", resource_id=user_id)
+        raise other_tenants(user_id)
     return user
 
 
@@ -163,7 +163,7 @@ async def create_api_key(
 async def revoke_api_key(unit: UnitOfWork, principal: Principal, key_id: str) -> Decided:
     key = await unit.get(key_id, ApiKey, checked=True)
     if key.tenant_id != principal.tenant_id:
-        raise OtherTenantsResource(f"{key_id} does not exist", resource_id=key_id)
+        raise other_tenants(key_id)
     if (
         key.user_id != principal.user_id
         and "owner" not in principal.roles

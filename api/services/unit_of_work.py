@@ -19,9 +19,13 @@ class PreconditionFailed(DomainError):
     status = 412
 
 
-class OtherTenantsResource(NotFound):
-    """The caller named another tenant's resource: answered exactly like a missing one,
-    and recorded as a denial for platform staff."""
+def other_tenants(resource_id: str) -> NotFound:
+    """The caller named another tenant's resource: answer exactly as for a missing one.
+
+    The flag in its context lets the API edge record the attempt as a denial, for platform
+    staff only.
+    """
+    return NotFound(f"{resource_id} does not exist", resource_id=resource_id, other_tenants=True)
 
 
 class UnitOfWork:

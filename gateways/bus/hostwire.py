@@ -12,7 +12,16 @@ from enum import StrEnum
 
 import msgspec
 
-from hostd.drivers.compute.port import InstanceSpec, PowerState
+
+class PowerState(StrEnum):
+    """What a host observed (same values as the compute driver port's PowerState)."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    CRASHED = "crashed"
+    ABSENT = "absent"
+
 
 COMMANDS_STREAM = "SCLOUD_HOST_COMMANDS"
 OUTCOMES_STREAM = "SCLOUD_HOST_OUTCOMES"
@@ -29,12 +38,30 @@ class Action(StrEnum):
     """Stop and undefine; the disk is the storage driver's business."""
 
 
+class GuestSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What the platform wants on the host; the host turns it into disks and a domain."""
+
+    vcpus: int
+    memory_mb: int
+    disk_gb: int
+    image_location: str
+    """The base image in the host's image pool (a file path or ``rbd:pool/image``)."""
+    image_format: str = "qcow2"
+    kernel: str | None = None
+    """Direct kernel boot (tiny images); None boots the disk."""
+    initrd: str | None = None
+    cmdline: str | None = None
+    macs: tuple[str, ...] = ()
+    gpus: tuple[str, ...] = ()
+    """PCI addresses claimed on this host."""
+
+
 class HostCommand(msgspec.Struct, frozen=True, kw_only=True):
     step_id: str
     host_id: str
     instance_id: str
     action: Action
-    spec: InstanceSpec | None = None
+    spec: GuestSpec | None = None
     hard: bool = False
     force: bool = False
 

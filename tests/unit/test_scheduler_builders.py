@@ -136,7 +136,8 @@ def requests(draw: st.DrawFn, instance_id: str = "i-x") -> PlacementRequest:
         disk_gb=draw(st.integers(0, 100)),
         cluster_id=draw(st.sampled_from([None, CLUSTER])),
         gpus=draw(
-            st.none() | st.builds(GpuRequest, st.integers(1, 2), st.sampled_from([None, "L4"]))
+            st.sampled_from([None, None, None])
+            | st.builds(GpuRequest, st.integers(1, 2), st.sampled_from([None, "L4"]))
         ),
         strategy=draw(st.sampled_from(list(Strategy))),
         preemptible=draw(st.booleans()),

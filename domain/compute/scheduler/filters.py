@@ -62,7 +62,7 @@ def _anti_affinity(ctx: Context) -> HostTest | None:
     if ctx.group is None or ctx.group.policy != GroupPolicy.ANTI_AFFINITY:
         return None
     members_on, most = ctx.members_on, ctx.group.max_per_host or 1
-    return lambda host: members_on.get(host.id, 0) <= most
+    return lambda host: members_on.get(host.id, 0) < most
 
 
 def _max_per_host(ctx: Context) -> HostTest | None:

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import itertools
 import random
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, cast
 
 import asyncpg
 
@@ -60,7 +60,7 @@ class SlowCommitWriter(BatchWriter):
         return await super().write(slow, batch)
 
 
-Append = Callable[[AppendRequest], Any]
+Append = Callable[[AppendRequest], Awaitable[AppendResult]]
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
@@ -91,7 +91,8 @@ async def test_followers_see_every_event_once_in_order(
         assert pool is not None
         slow_pools.append(pool)
         slow_committers.append(GroupCommitter(pool, SlowCommitWriter(store.schema, seed)))
-    sinks: list[Append] = [s.append for s in stores] + [c.submit for c in slow_committers]
+    sinks: list[Append] = [s.append for s in stores]
+    sinks += [c.submit for c in slow_committers]
 
     acknowledged: list[tuple[str, int]] = []
     errors: list[BaseException] = []
@@ -127,7 +128,10 @@ async def test_followers_see_every_event_once_in_order(
                 await asyncio.sleep(0.0005)
 
     async def follow() -> None:
-        batches = store.subscribe(after=0, batch_size=300, idle_poll=0.05)
+        batches = cast(
+            AsyncGenerator[list[RecordedEvent], None],
+            store.subscribe(after=0, batch_size=300, idle_poll=0.05),
+        )
         async with contextlib.aclosing(batches):
             async for batch in batches:
                 subscribed.extend(batch)

@@ -39,7 +39,7 @@ def library_env(database_url: str, schema: str) -> dict[str, str]:
 
 
 async def save(store: PostgresEventStore, aggregate: Aggregate) -> tuple[int, ...]:
-    mapper = Mapper(transcoder=MsgspecTranscoder())
+    mapper: Mapper[str] = Mapper(transcoder=MsgspecTranscoder())
     context = CommandContext(actor=Actor.system("tests"), tenant_id="t-compat")
     events = []
     for domain_event in aggregate.collect_events():
@@ -77,7 +77,7 @@ async def test_stock_application_reads_our_events(
     def read_with_library() -> None:
         app = SCloud(env=library_env(database_url, schema))
         try:
-            copy = app.repository.get(account.id)
+            copy: Account = app.repository.get(account.id)
             assert isinstance(copy, Account)
             assert copy.version == 3
             assert copy.owner == "ada"
@@ -108,13 +108,15 @@ async def test_our_mapper_rebuilds_what_we_wrote(store: PostgresEventStore) -> N
     account.credit(Decimal("3.10"), at=datetime(2025, 1, 2, tzinfo=UTC))
     await save(store, account)
 
-    mapper = Mapper(transcoder=MsgspecTranscoder())
+    mapper: Mapper[str] = Mapper(transcoder=MsgspecTranscoder())
     copy: Aggregate | None = None
     for recorded in await store.read_stream(account.id):
         stored = StoredEvent(
             recorded.originator_id, recorded.originator_version, recorded.topic, recorded.state
         )
-        copy = mapper.to_domain_event(stored).mutate(copy)
+        domain_event = mapper.to_domain_event(stored)
+        assert isinstance(domain_event, Aggregate.Event)
+        copy = domain_event.mutate(copy)
     assert isinstance(copy, Account)
     assert (copy.id, copy.version, copy.balance) == (account.id, 2, Decimal("3.10"))
     assert copy.last_credited == datetime(2025, 1, 2, tzinfo=UTC)

@@ -37,7 +37,7 @@ async def test_an_aggregate_snapshot_restores_its_state(store: PostgresEventStor
     account = Account("ada")
     account.credit(Decimal("9.99"), at=account.created_on)
     account.collect_events()
-    mapper = Mapper(transcoder=MsgspecTranscoder())
+    mapper: Mapper[str] = Mapper(transcoder=MsgspecTranscoder())
     snapshot = mapper.to_stored_event(Aggregate.Snapshot.take(account))
     await store.write_snapshot(
         account.id, snapshot.originator_version, snapshot.topic, snapshot.state
@@ -46,7 +46,9 @@ async def test_an_aggregate_snapshot_restores_its_state(store: PostgresEventStor
     found = await store.read_snapshot(account.id)
     assert found is not None
     version, topic, state = found
-    restored = mapper.to_domain_event(StoredEvent(account.id, version, topic, state)).mutate(None)
+    taken = mapper.to_domain_event(StoredEvent(account.id, version, topic, state))
+    assert isinstance(taken, Aggregate.Snapshot)
+    restored = taken.mutate(None)
     assert isinstance(restored, Account)
     assert (restored.id, restored.version, restored.owner) == (account.id, 2, "ada")
     assert restored.balance == Decimal("9.99")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import cast
 
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import RecordedEvent
@@ -20,7 +21,10 @@ async def following(
     received: asyncio.Queue[RecordedEvent] = asyncio.Queue()
 
     async def run() -> None:
-        batches = store.subscribe(after=after, batch_size=4, idle_poll=idle_poll)
+        batches = cast(
+            AsyncGenerator[list[RecordedEvent], None],
+            store.subscribe(after=after, batch_size=4, idle_poll=idle_poll),
+        )
         async with contextlib.aclosing(batches):
             async for batch in batches:
                 for recorded in batch:
@@ -97,7 +101,7 @@ async def test_polls_when_no_notification_comes(store: PostgresEventStore) -> No
 
 def available(store: PostgresEventStore) -> int:
     pool = store.pool
-    return pool.get_idle_size() + pool.get_max_size() - pool.get_size()
+    return int(pool.get_idle_size() + pool.get_max_size() - pool.get_size())
 
 
 async def test_closing_a_subscription_returns_its_connection(store: PostgresEventStore) -> None:
