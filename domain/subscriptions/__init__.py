@@ -1,0 +1,1 @@
+"""Event subscriptions for external integrations: webhooks."""

@@ -1,0 +1,1 @@
+"""Webhook delivery: signing, safe targets, the HTTP sender and the dispatcher loop."""

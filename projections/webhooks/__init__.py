@@ -1,0 +1,1 @@
+"""What the webhook dispatcher needs to know about each webhook, as tables."""
