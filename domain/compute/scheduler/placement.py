@@ -183,5 +183,5 @@ def place_batch(
         working[where[target]] = carried_out(working[where[target]], decision)
         if request.server_group_id is not None:
             group = group_view[request.server_group_id]
-            pass
+            group_view[group.id] = joined(group, instance_id, target)
     return BatchPlacement(tuple(decisions), tuple(working), group_view)
