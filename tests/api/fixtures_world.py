@@ -8,6 +8,7 @@ nobody taught them to create: adding a kind to the API means adding its creator 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -17,9 +18,23 @@ import msgspec
 import msgspec.inspect as mi
 import pytest
 from aiohttp import ClientResponse
+from argon2 import PasswordHasher
 
 from api.routing import Endpoint
+from domain.ids import new_id
+from gateways import passwords
 from tests.api.conftest import Api, Caller
+
+
+@pytest.fixture(autouse=True)
+def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at its cheapest where imported: these tests are about the API, not the hash.
+
+    Hashes carry their own parameters, so verifying them stays as real as ever.
+    """
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", cheap)
+
 
 Creator = Callable[[Api, Caller], Awaitable[str]]
 """Creates one object in the owner's tenant and returns its id, visible in the read model."""
@@ -75,6 +90,67 @@ async def _operation(api: Api, owner: Caller) -> str:
     return str((await api.settled(response))["operation_id"])
 
 
+async def _webhook(api: Api, owner: Caller) -> str:
+    # A public address literal (no DNS needed), paused: nothing is ever delivered to it.
+    response = await owner.post(
+        "/v1/webhooks", json={"url": "https://93.184.216.34/hook", "paused": True}
+    )
+    return str((await api.settled(response))["resource_id"])
+
+
+def _inventory(path: str, body: Callable[[Api], Awaitable[dict[str, Any]]]) -> Creator:
+    """The platform's own inventory (regions, hosts, …): made by the admin, whoever asks."""
+
+    async def make(api: Api, owner: Caller) -> str:
+        response = await api.admin.post(path, json=await body(api))
+        return str((await api.settled(response))["resource_id"])
+
+    return make
+
+
+async def _region(api: Api) -> dict[str, Any]:
+    return {"name": unique("region")}
+
+
+async def _in_region(api: Api) -> dict[str, Any]:
+    return {"name": unique("inv"), "region_id": await create("rgn", api, api.admin)}
+
+
+async def _cluster(api: Api) -> dict[str, Any]:
+    return {**await _in_region(api), "architecture": "x86_64", "kind": "compute"}
+
+
+async def _host(api: Api) -> dict[str, Any]:
+    return {
+        "cluster_id": await create("cls", api, api.admin),
+        "hostname": f"{unique('host')}.example",
+        "capacity": {"vcpus": 8, "memory_mb": 8192, "disk_gb": 100},
+    }
+
+
+async def _ip_pool(api: Api) -> dict[str, Any]:
+    return {
+        **await _in_region(api),
+        "cidr": "10.9.0.0/24",
+        "ranges": [{"start": "10.9.0.10", "end": "10.9.0.20"}],
+        "gateway": "10.9.0.1",
+        "purpose": "private",
+    }
+
+
+async def _image_pool(api: Api) -> dict[str, Any]:
+    return {**await _in_region(api), "backend": "qcow2", "location": "/var/lib/images"}
+
+
+async def _flavor(api: Api) -> dict[str, Any]:
+    return {
+        "name": unique("flavor"),
+        "vcpus": 1,
+        "memory_mb": 512,
+        "disk": {"min_gb": 1, "max_gb": 10},
+    }
+
+
 CREATORS: dict[str, Creator] = {
     "tnt": _tenant,
     "usr": _user,
@@ -82,6 +158,13 @@ CREATORS: dict[str, Creator] = {
     "role": _role,
     "prj": _project,
     "op": _operation,
+    "whk": _webhook,
+    "rgn": _inventory("/v1/admin/regions", _region),
+    "cls": _inventory("/v1/admin/clusters", _cluster),
+    "hst": _inventory("/v1/admin/hosts", _host),
+    "ipp": _inventory("/v1/admin/ip-pools", _ip_pool),
+    "imp": _inventory("/v1/admin/image-pools", _image_pool),
+    "flv": _inventory("/v1/admin/flavors", _flavor),
 }
 
 
@@ -149,7 +232,7 @@ def _sample(name: str, info: mi.Type, owner: type) -> Any:
             return None
         return _sample(name, info.types[0], owner)
     if isinstance(info, mi.StrType):
-        return "s" * max(info.min_length or 0, 6)
+        return _text(name, info, owner)
     if isinstance(info, mi.IntType | mi.FloatType):
         if info.ge is not None:
             return info.ge
@@ -167,6 +250,28 @@ def _sample(name: str, info: mi.Type, owner: type) -> Any:
     if isinstance(info, mi.StructType):
         return sample_body(info.cls)
     pytest.fail(f"no sample for {owner.__name__}.{name} of type {info}", pytrace=False)
+
+
+_PREFIXED_ID = re.compile(r"\^([a-z][a-z0-9]{0,11})-\[0-9a-hjkmnp-tv-z\]\{26\}\$")
+
+
+def _text(name: str, info: mi.StrType, owner: type) -> str:
+    """The first candidate the string's pattern and lengths accept."""
+    plain = "s" * max(info.min_length or 0, 6)
+    if info.pattern is None:
+        return plain
+    candidates = [plain, "sample.example", new_id("x")]
+    prefixed = _PREFIXED_ID.fullmatch(info.pattern)
+    if prefixed:
+        candidates.insert(0, new_id(prefixed.group(1)))
+    for candidate in candidates:
+        if re.search(info.pattern, candidate):
+            return candidate
+    pytest.fail(
+        f"no sample for {owner.__name__}.{name} matching {info.pattern!r}: add it to "
+        "_BY_NAME in tests/api/fixtures_world.py",
+        pytrace=False,
+    )
 
 
 # -- raw calls --------------------------------------------------------------------------

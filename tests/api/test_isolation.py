@@ -14,6 +14,7 @@ answer and in A's own audit log; the platform admin's audit log records it as de
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from tests.api.conftest import Api, Caller
 from tests.api.fixtures_world import (
     audit_rows,
     call,
+    cheap_passwords,  # noqa: F401 (autouse fixture)
     create,
     documents_of,
     kinds_in_use,
@@ -36,6 +38,8 @@ from tests.api.fixtures_world import (
     unique,
 )
 
+_PARAM = re.compile(r"{(\w+)}")
+"""Path parameters besides ``{id}``: given values that name nothing."""
 _ID = re.compile(r"\b[a-z][a-z0-9]{0,11}-[0-9a-hjkmnp-tv-z]{26}\b")
 
 
@@ -103,75 +107,62 @@ def audit_view(row: dict[str, Any], target: str) -> dict[str, Any]:
     return json.loads(json.dumps(kept).replace(target, "{id}"))  # type: ignore[no-any-return]
 
 
-async def test_no_endpoint_lets_a_tenant_reach_another_tenants_objects(api: Api) -> None:
-    table = endpoints()
-    kinds = kinds_in_use(table)
+@dataclass
+class World:
+    """Tenant B (the victim) with an object of every kind, and tenant A's callers."""
 
-    token = unique("zzvictim")
-    victim = await api.tenant(token)
-    victim_id = tenant_of(victim)
-    # A few of everything in B, so that B's lists are not empty.
-    objects = {kind: await create(kind, api, victim) for kind in kinds}
-    await api.sub_account(victim, ["admin"])
-    await settle(api)
-    before = await documents_of(api, victim_id)
-    markers = markers_of(before, token)
-    assert set(objects.values()) <= markers
+    objects: dict[str, str]
+    markers: set[str]
+    attacker_id: str
+    callers: dict[str, Caller]
 
-    attacker = await api.tenant()
-    callers = await callers_of(api, attacker)
-    attacker_id = tenant_of(attacker)
-    await settle(api)
 
-    # -- reads without an id: lists and singletons never show B ---------------------------
-    listed = 0
-    for endpoint in table:
-        if endpoint.method != "GET" or "{" in endpoint.path or endpoint.public:
-            continue
-        for name, caller in callers.items():
-            response, text = await call(caller, "GET", endpoint.path)
-            where = f"{name}: GET {endpoint.path} -> {response.status}"
-            assert response.status < 500, where
-            assert not leaked(text, markers), f"{where} leaks {leaked(text, markers)}"
-            if response.status == 200 and response.content_type == "application/json":
-                items = json.loads(text).get("items")
-                for item in items if isinstance(items, list) else []:
-                    listed += 1
-                    assert item.get("tenant_id", attacker_id) == attacker_id, where
-    assert listed > 0, "no list answered anything: the listing check proved nothing"
+async def read_without_ids(world: World, endpoint: Endpoint, name: str, caller: Caller) -> int:
+    """A list or singleton read: nothing of B's; returns how many items it listed."""
+    response, text = await call(caller, "GET", endpoint.path)
+    where = f"{name}: GET {endpoint.path} -> {response.status}"
+    assert response.status < 500, where
+    assert not leaked(text, world.markers), f"{where} leaks {leaked(text, world.markers)}"
+    if response.status != 200 or response.content_type != "application/json":
+        return 0
+    items = json.loads(text).get("items")
+    items = items if isinstance(items, list) else []
+    for item in items:
+        # A's own, or the platform's (a catalogue of regions, flavors, …).
+        assert item.get("tenant_id") in (world.attacker_id, None), where
+    return len(items)
 
-    # -- by id: B's object answers exactly like an id that exists nowhere -----------------
-    attempts: list[Attempt] = []
-    for endpoint in table:
-        if endpoint.kind is None:
-            continue
-        body = sample_body(endpoint.body) if endpoint.body is not None else None
-        for name, caller in callers.items():
-            real, fake = objects[endpoint.kind], new_id(endpoint.kind)
-            n = len(attempts)
-            answers = []
-            for target, request_id in ((real, f"iso-real-{n}"), (fake, f"iso-fake-{n}")):
-                response, text = await call(
-                    caller,
-                    endpoint.method,
-                    endpoint.path.replace("{id}", target),
-                    body=body,
-                    headers={"X-Request-Id": request_id},
-                )
-                answers.append((response.status, normalised(text, target)))
-                where = f"{name}: {endpoint.method} {endpoint.path} on {target}"
-                assert not leaked(text.replace(target, "{id}"), markers), (
-                    f"{where} leaks {leaked(text.replace(target, '{id}'), markers)}"
-                )
-            where = f"{name}: {endpoint.method} {endpoint.path}"
-            status = answers[0][0]
-            assert status in (403, 404), f"{where} on B's object answered {status}"
-            assert response.content_type == "application/problem+json", where
-            assert answers[0] == answers[1], f"{where}: B's object is told from a missing one"
-            attempts.append(Attempt(endpoint, name, real, fake, status, f"iso-real-{n}"))
-    assert attempts, "no endpoint names an object: nothing was tried"
 
-    # -- the audit log: denied for the admin, and no tell-tale in A's own log ------------
+async def aim_by_id(world: World, endpoint: Endpoint, name: str, n: int) -> Attempt:
+    """B's object, then an id that exists nowhere: two answers that must be one."""
+    assert endpoint.kind is not None
+    caller = world.callers[name]
+    body = sample_body(endpoint.body) if endpoint.body is not None else None
+    attempt = Attempt(endpoint, name, world.objects[endpoint.kind], new_id(endpoint.kind), 0)
+    attempt.request_id = f"iso-real-{n}"
+    answers = []
+    for target, request_id in ((attempt.real, attempt.request_id), (attempt.fake, f"iso-fake-{n}")):
+        response, text = await call(
+            caller,
+            endpoint.method,
+            _PARAM.sub(r"no-such-\1", endpoint.path.replace("{id}", target)),
+            body=body,
+            headers={"X-Request-Id": request_id},
+        )
+        answers.append((response.status, response.content_type, normalised(text, target)))
+        rest = text.replace(target, "{id}")
+        where = f"{name}: {endpoint.method} {endpoint.path} on {target}"
+        assert not leaked(rest, world.markers), f"{where} leaks {leaked(rest, world.markers)}"
+    where = f"{name}: {endpoint.method} {endpoint.path}"
+    attempt.status = answers[0][0]
+    assert attempt.status in (403, 404), f"{where} on B's object answered {attempt.status}"
+    assert answers[0][1] == "application/problem+json", where
+    assert answers[0] == answers[1], f"{where}: B's object is told from a missing one"
+    return attempt
+
+
+async def check_audit(api: Api, world: World, owner: Caller, attempts: list[Attempt]) -> None:
+    """Each attempt denied in the admin's log; A's own log the same as for a missing id."""
     await settle(api)
     denied = {row["request_id"] for row in await audit_rows(api.admin, outcome="denied")}
     missing = [
@@ -181,27 +172,73 @@ async def test_no_endpoint_lets_a_tenant_reach_another_tenants_objects(api: Api)
     ]
     assert not missing, f"denied attempts absent from the admin's audit log: {missing}"
     own: dict[str, list[dict[str, Any]]] = {}
-    for row in await audit_rows(attacker):
+    for row in await audit_rows(owner):
         own.setdefault(row["request_id"] or "", []).append(row)
-        assert row["tenant_id"] == attacker_id
-    for n, attempt in enumerate(attempts):
-        real_rows = [audit_view(r, attempt.real) for r in own.get(f"iso-real-{n}", [])]
-        fake_rows = [audit_view(r, attempt.fake) for r in own.get(f"iso-fake-{n}", [])]
+        assert row["tenant_id"] == world.attacker_id
+    for attempt in attempts:
+        fake_id = attempt.request_id.replace("-real-", "-fake-")
+        real_rows = [audit_view(r, attempt.real) for r in own.get(attempt.request_id, [])]
+        fake_rows = [audit_view(r, attempt.fake) for r in own.get(fake_id, [])]
         assert real_rows == fake_rows, (
             f"{attempt.caller}: {attempt.endpoint.method} {attempt.endpoint.path}: A's audit "
             "log tells B's object from a missing one"
         )
 
-    # -- A's other mutations (bodies without ids) never reach B -------------------------
+
+async def mutate_without_ids(world: World, name: str, mutations: list[Endpoint]) -> None:
+    """A's mutations that name no object: whatever they answer, nothing of B's in it."""
+    for endpoint in mutations:
+        body = sample_body(endpoint.body) if endpoint.body is not None else None
+        response, text = await call(world.callers[name], endpoint.method, endpoint.path, body=body)
+        where = f"{name}: {endpoint.method} {endpoint.path} -> {response.status}"
+        assert response.status < 500, where
+        assert not leaked(text, world.markers), f"{where} leaks {leaked(text, world.markers)}"
+
+
+async def test_no_endpoint_lets_a_tenant_reach_another_tenants_objects(api: Api) -> None:
+    table = endpoints()
+    kinds = kinds_in_use(table)
+
+    token = unique("zzvictim")
+    victim = await api.tenant(token)
+    victim_id = tenant_of(victim)
+    objects = {kind: await create(kind, api, victim) for kind in kinds}
+    await api.sub_account(victim, ["admin"])
+    await settle(api)
+    before = await documents_of(api, victim_id)
+    markers = markers_of(before, token)
+    # The platform's own inventory (regions, hosts, …) is nobody's secret; B's objects are.
+    assert victim_id in markers and len(markers & set(objects.values())) >= 3
+
+    attacker = await api.tenant()
+    world = World(objects, markers, tenant_of(attacker), await callers_of(api, attacker))
+    await settle(api)
+
+    reads = [e for e in table if e.method == "GET" and "{" not in e.path and not e.public]
+    listed = 0
+    for endpoint in reads:
+        counts = await asyncio.gather(
+            *(read_without_ids(world, endpoint, n, c) for n, c in world.callers.items())
+        )
+        listed += sum(counts)
+    assert listed > 0, "no list answered anything: the listing check proved nothing"
+
+    attempts: list[Attempt] = []
+    for endpoint in (e for e in table if e.kind is not None):
+        attempts.extend(
+            await asyncio.gather(
+                *(
+                    aim_by_id(world, endpoint, name, len(attempts) + i)
+                    for i, name in enumerate(world.callers)
+                )
+            )
+        )
+    assert attempts, "no endpoint names an object: nothing was tried"
+    await check_audit(api, world, attacker, attempts)
+
     mutations = [e for e in table if e.mutation and e.kind is None and "{" not in e.path]
     mutations.sort(key=lambda e: e.path.startswith("/v1/me"))  # self-service ends sessions
-    for name, caller in callers.items():
-        for endpoint in mutations:
-            body = sample_body(endpoint.body) if endpoint.body is not None else None
-            response, text = await call(caller, endpoint.method, endpoint.path, body=body)
-            where = f"{name}: {endpoint.method} {endpoint.path} -> {response.status}"
-            assert response.status < 500, where
-            assert not leaked(text, markers), f"{where} leaks {leaked(text, markers)}"
+    await asyncio.gather(*(mutate_without_ids(world, name, mutations) for name in world.callers))
 
     await settle(api)
     assert await documents_of(api, victim_id) == before, "tenant A changed tenant B"
