@@ -1,0 +1,96 @@
+"""``verify`` and ``rebuild`` through the command line, on clean, tampered and drifted stores."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tests.replay.conftest import Clone, History, on, replay, replay_many
+
+
+async def sql(history: History, statement: str) -> None:
+    conn = await asyncpg.connect(history.database_url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_verify_succeeds_on_a_clean_store(history: History) -> None:
+    done = replay("verify", *on(history))
+    assert done.code == 0, done.out + done.err
+    assert "hash chain intact" in done.out
+    for projection in ("resource_index", "resource_documents", "audit_log"):
+        assert f"projection {projection} (" in done.out
+    assert done.out.count("identical to a rebuild") == 3
+
+
+async def test_verify_names_each_altered_or_removed_event(history: History, clone: Clone) -> None:
+    schema = await clone()
+    role_created = await _position(history, schema, history.role_id, 1)
+    await sql(
+        history,
+        f"UPDATE {schema}.scloud_events SET state = convert_to(replace(convert_from(state, "
+        f"'UTF8'), 'viewer', 'admin'), 'UTF8') WHERE notification_id = {role_created}",
+    )
+    key_revoked = await _position(history, schema, history.key_id, 2)
+    await sql(history, f"DELETE FROM {schema}.scloud_events WHERE notification_id = {key_revoked}")
+
+    full, chain_only = replay_many(("verify", *on(history, schema)),
+                                   ("verify", "--chain-only", *on(history, schema)))  # fmt: skip
+    for done in (full, chain_only):
+        assert done.code == 1, done.out + done.err
+        assert "hash chain BROKEN: 2 altered or missing events" in done.out
+        assert f"position {role_created}: {history.role_id} v1 Role.Created" in done.out
+        # The removed event breaks the link of the one after it.
+        assert f"events between positions {key_revoked - 1} and {key_revoked + 1}" in done.out
+    assert "projections not compared" in full.out
+
+
+async def test_verify_reports_drifted_projection_rows_and_rebuild_repairs_them(
+    history: History, clone: Clone
+) -> None:
+    schema = await clone()
+    await sql(
+        history,
+        f"UPDATE {schema}.audit_events SET outcome = 'failed' "
+        f"WHERE operation_id = '{history.role_created_op}'",
+    )
+    await sql(
+        history, f"DELETE FROM {schema}.resource_index WHERE resource_id = '{history.key_id}'"
+    )
+    await sql(
+        history,
+        f"UPDATE {schema}.resource_documents SET view = jsonb_set(view, '{{name}}', '\"root\"') "
+        f"WHERE resource_id = '{history.role_id}'",
+    )
+    drifted = replay("verify", *on(history, schema))
+    assert drifted.code == 1, drifted.out + drifted.err
+    assert "hash chain intact" in drifted.out
+    assert f"audit_log ({schema}.audit_events" in drifted.out
+    assert (
+        f"{history.role_created_op}: outcome: live 'failed' != rebuilt 'succeeded'" in drifted.out
+    )
+    assert f"{history.key_id}: only rebuilt" in drifted.out
+    assert f"{history.role_id}: view.name: live 'root' != rebuilt 'viewer'" in drifted.out
+
+    projections = ("audit_log", "resource_index", "resource_documents")
+    runs = replay_many(*(("rebuild", p, *on(history, schema)) for p in projections))
+    for projection, rebuilt in zip(projections, runs, strict=True):
+        assert rebuilt.code == 0, rebuilt.err
+        assert f"rebuilt {projection}:" in rebuilt.out and "events/s" in rebuilt.out
+    assert replay("verify", *on(history, schema)).code == 0
+
+
+async def _position(history: History, schema: str, resource_id: str, version: int) -> int:
+    conn = await asyncpg.connect(history.database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                f"SELECT notification_id FROM {schema}.scloud_events "
+                "WHERE originator_id = $1 AND originator_version = $2",
+                resource_id,
+                version,
+            )
+        )
+    finally:
+        await conn.close()
