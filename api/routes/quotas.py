@@ -42,7 +42,8 @@ class SetQuotas(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Per kind: a limit, or null to fall back to the region's default."""
 
 
-async def usage(call: Call, tenant_id: str, region: str) -> QuotaUsage:
+async def usage(call: Call, tenant_id: str, region: str) -> web.Response:
+    """The usage and limits, with the ledger's version as the ETag the PUT's If-Match names."""
     document = await call.document(ledger_id(tenant_id), "qta", "quota:usage:read")
     view = document.view
     used = view["usage"].get(region, {})
@@ -53,7 +54,10 @@ async def usage(call: Call, tenant_id: str, region: str) -> QuotaUsage:
         )
         for kind in QUOTA_KINDS
     ]
-    return QuotaUsage(tenant_id=tenant_id, region=region, quotas=lines)
+    return json_response(
+        QuotaUsage(tenant_id=tenant_id, region=region, quotas=lines),
+        headers={"ETag": f'"{document.version}"'},
+    )
 
 
 @router.route(
@@ -69,7 +73,7 @@ async def my_quotas(call: Call) -> web.Response:
     if call.me.tenant_id is None:
         raise NotFound("platform staff have no quota; see /v1/admin/tenants/{id}/quotas")
     await call.read_your_writes()
-    return json_response(await usage(call, call.me.tenant_id, call.query.region))
+    return await usage(call, call.me.tenant_id, call.query.region)
 
 
 @router.route(
@@ -84,7 +88,7 @@ async def my_quotas(call: Call) -> web.Response:
 )
 async def tenant_quotas(call: Call) -> web.Response:
     await call.read_your_writes()
-    return json_response(await usage(call, call.request.match_info["id"], call.query.region))
+    return await usage(call, call.request.match_info["id"], call.query.region)
 
 
 @router.route(
