@@ -13,7 +13,7 @@ for a greedy plan and says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import combinations
 from typing import NamedTuple
 
@@ -57,8 +57,11 @@ def _gives(instance: PlacedInstance, request: PlacementRequest) -> Amounts:
     return (instance.vcpus, instance.memory_mb, instance.disk_gb, gpus)
 
 
-def _covers(need: Amounts, gives: Sequence[Amounts]) -> bool:
-    return all(sum(g[d] for g in gives) >= need[d] for d in range(4))
+def _covers(need: Amounts, gives: Iterable[Amounts]) -> bool:
+    vcpus = memory_mb = disk_gb = gpus = 0
+    for v, m, d, g in gives:
+        vcpus, memory_mb, disk_gb, gpus = vcpus + v, memory_mb + m, disk_gb + d, gpus + g
+    return vcpus >= need[0] and memory_mb >= need[1] and disk_gb >= need[2] and gpus >= need[3]
 
 
 def _fewest(need: Amounts, gives: Sequence[Amounts]) -> int:
@@ -74,9 +77,13 @@ def _fewest(need: Amounts, gives: Sequence[Amounts]) -> int:
 
 def _prospect(host: HostView, request: PlacementRequest) -> _Host | None:
     victims = tuple(sorted((i for i in host.instances if i.preemptible), key=lambda i: i.id))
+    if not victims:
+        return None
     need = _need(host, request)
+    if need[3] and not any(victim.gpus for victim in victims):
+        return None  # the common case for a GPU request: a host without GPUs
     gives = tuple(_gives(victim, request) for victim in victims)
-    if not victims or not _covers(need, gives):
+    if not _covers(need, gives):
         return None
     return _Host(host, need, victims, gives, _fewest(need, gives))
 
@@ -130,7 +137,7 @@ def _plan(host: _Host, chosen: Sequence[int], exhaustive: bool) -> PreemptionPla
 
 
 def plan_preemption(
-    request: PlacementRequest, hosts: Sequence[HostView], budget: int = 20_000
+    request: PlacementRequest, hosts: Sequence[HostView], budget: int = 100_000
 ) -> PreemptionPlan | None:
     """The smallest plan over ``hosts`` (which passed every non-resource filter), if any."""
     if request.preemptible:
@@ -144,13 +151,14 @@ def plan_preemption(
         for prospect in prospects:
             if not prospect.fewest <= size <= len(prospect.victims):
                 continue
-            for chosen in combinations(range(len(prospect.victims)), size):
+            need, gives = prospect.need, prospect.gives
+            for chosen in combinations(range(len(gives)), size):
                 tried += 1
                 if tried > budget:
                     if best is not None:
                         return _plan(best[1], best[2], exhaustive=False)
                     return _greedy_plan(prospects)
-                if _covers(prospect.need, [prospect.gives[i] for i in chosen]):
+                if _covers(need, (gives[i] for i in chosen)):
                     rank = _rank(prospect, chosen)
                     if best is None or rank < best[0]:
                         best = (rank, prospect, chosen)

@@ -25,5 +25,5 @@ class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How many of the best hosts' scores a decision records; None records every candidate."""
     recorded_rejections: int | None = 50
     """How many host ids a decision lists per rejecting filter (counts are always whole)."""
-    preemption_budget: int = 20_000
+    preemption_budget: int = 100_000
     """Victim sets a preemption search may try before it settles for a greedy plan."""
