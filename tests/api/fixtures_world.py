@@ -53,6 +53,7 @@ def unique(word: str) -> str:
 
 
 async def _tenant(api: Api, owner: Caller) -> str:
+    await settle(api)
     return tenant_of(owner)
 
 

@@ -36,7 +36,7 @@ async def created_events(api: Api, project_id: str) -> int:
 async def used_projects(api: Api, owner: Caller) -> int:
     await settle(api)
     quotas = await (await owner.get("/v1/quotas")).json()
-    return next(q["used"] for q in quotas["quotas"] if q["kind"] == "projects")
+    return int(next(q["used"] for q in quotas["quotas"] if q["kind"] == "projects"))
 
 
 async def test_same_key_and_body_answer_the_same_operation_once(api: Api) -> None:
