@@ -72,16 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="scloud replay",
-        description=__doc__,
+        description=(__doc__ or "").replace("``", ""),
         epilog=EXIT_CODES + "\n" + EXAMPLES,
         formatter_class=formatter,
     )
     _source_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, summary: str) -> argparse.ArgumentParser:
+    def command(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
         found = sub.add_parser(
-            name, help=summary, description=summary, epilog=EXIT_CODES, formatter_class=formatter
+            name,
+            help=summary,
+            description=summary + (f"\n\n{details}" if details else ""),
+            epilog=EXIT_CODES,
+            formatter_class=formatter,
         )
         _source_options(found, top=False)
         return found
@@ -100,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("resource", metavar="RESOURCE")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    p = command("state", "a resource as it was at a moment (JSON)")
+    p = command(
+        "state",
+        "a resource as it was at a moment (JSON)",
+        "Its events up to TIME are replayed through the platform's own aggregate code; the\n"
+        "answer is its view() (what the API shows) or, lacking one, its public attributes.",
+    )
     p.add_argument("resource", metavar="RESOURCE")
     p.add_argument("--at", type=parse_time, required=True, metavar="TIME")
     p.add_argument(
@@ -111,20 +120,38 @@ def build_parser() -> argparse.ArgumentParser:
         "command ran",
     )
 
-    p = command("verify", "hash chain, and every live projection against a rebuild")
+    p = command(
+        "verify",
+        "hash chain, and every live projection against a rebuild",
+        "PostgreSQL: every link of the hash chain, then each projection the platform runs\n"
+        "rebuilt up to its live checkpoint in a scratch schema (dropped afterwards) and\n"
+        "compared row by row with the live tables, in one consistent snapshot.\n"
+        "SQLite export: every link (against each event's recorded previous hash) and the\n"
+        "file hashes in the manifest.json beside it.",
+    )
     p.add_argument("--chain-only", action="store_true", help="skip the projection comparison")
     p.add_argument("--show", type=int, default=5, help="differing rows shown per table")
 
     p = command("rebuild", "rebuild one projection in place from position 0 (PostgreSQL)")
     p.add_argument("projection", metavar="PROJECTION")
 
-    p = command("export", "a tenant's events as JSON lines and SQLite, with a manifest")
+    p = command(
+        "export",
+        "a tenant's events as JSON lines and SQLite, with a manifest",
+        "Writes DIR/events.jsonl (one event a line; state and metadata are the exact stored\n"
+        "JSON as text), DIR/events.sqlite (the events table's columns plus previous_hash;\n"
+        "readable with --sqlite) and DIR/manifest.json (counts, first and last positions\n"
+        "and chain hashes, SHA-256 of both files). Times select on when the store\n"
+        "recorded each event.",
+    )
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--tenant", help="events carrying this tenant id")
     who.add_argument("--all-tenants", action="store_true", help="every event")
     p.add_argument("--since", type=parse_time, help="recorded at or after this time")
     p.add_argument("--until", type=parse_time, help="recorded before this time")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="a new or empty directory"
+    )
     p.add_argument(
         "--complete-streams",
         action="store_true",
@@ -231,6 +258,8 @@ async def _export(args: argparse.Namespace, source: EventSource, consoles: Conso
     with consoles.progress() as progress:
         bar = Bar(progress, "exporting", await source.head())
         manifest = await export(source, selection, args.out, on_batch=lambda at, n: bar.at(at, n))
+    if not manifest["events"]:
+        consoles.err.print(f"note: no event matched {selection}", markup=False)
     consoles.out.print(
         f"exported {manifest['events']} events of {manifest['resources']} resources "
         f"(positions {manifest['first_position']}..{manifest['last_position']}) to {args.out}",
@@ -272,8 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (``| head``): nothing left to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return OK
-    except (OSError, asyncpg.PostgresConnectionError) as error:
-        failure = Unreachable(f"lost the event source: {error}")
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        failure = Unreachable(f"reading the events failed: {type(error).__name__}: {error}")
         consoles.err.print(f"scloud replay {args.command}: {failure}", markup=False)
         return failure.code
     except KeyboardInterrupt:

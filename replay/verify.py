@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 
+import asyncpg
+
 from replay import chain, compare
 from replay.console import Bar, Consoles
+from replay.errors import Usage
 from replay.pgsource import PostgresSource, connect_pool
 from replay.source import EventSource
 from replay.sqlitesource import SqliteSource
@@ -46,19 +49,31 @@ async def _compare(
 ) -> list[compare.TableReport]:
     pool = await connect_pool(database_url, read_only=False)
     try:
-        with consoles.progress() as progress:
-            bars: dict[str, Bar] = {}
-
-            def on_progress(name: str, at: int, head: int) -> None:
-                if name not in bars:
-                    bars[name] = Bar(progress, f"rebuilding {name}", head)
-                bars[name].at(at)
-
-            return await compare.compare_projections(
-                pool, source.schema, show=show, progress=on_progress
-            )
+        return await _rebuild_and_compare(pool, source.schema, consoles, show)
+    except (
+        asyncpg.InsufficientPrivilegeError,
+        asyncpg.ReadOnlySQLTransactionError,
+    ) as error:
+        raise Usage(
+            f"cannot rebuild into a scratch schema here ({error}); "
+            "on a read-only database use verify --chain-only"
+        ) from None
     finally:
         await pool.close()
+
+
+async def _rebuild_and_compare(
+    pool: asyncpg.Pool, schema: str, consoles: Consoles, show: int
+) -> list[compare.TableReport]:
+    with consoles.progress() as progress:
+        bars: dict[str, Bar] = {}
+
+        def on_progress(name: str, at: int, head: int) -> None:
+            if name not in bars:
+                bars[name] = Bar(progress, f"rebuilding {name}", head)
+            bars[name].at(at)
+
+        return await compare.compare_projections(pool, schema, show=show, progress=on_progress)
 
 
 def _check_manifest(source: SqliteSource) -> tuple[list[str], bool]:

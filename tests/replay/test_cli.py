@@ -86,10 +86,11 @@ def test_history_shows_the_operation_request_and_command_of_each_event(history: 
 
 def test_state_at_a_moment_between_two_changes(history: History) -> None:
     role = ("state", history.role_id, *on(history))
-    then, now, tenant = replay_many(
+    then, now, tenant, by_command_time = replay_many(
         (*role, "--at", history.between_role_changes.isoformat()),
         (*role, "--at", history.after_all.isoformat()),
         ("state", history.other_tenant_id, "--at", "now", *on(history)),
+        (*role, "--at", history.between_role_changes.isoformat(), "--clock", "occurred"),
     )
     assert then.code == 0 and now.code == 0, then.err + now.err
     assert json.loads(then.out)["state"]["actions"] == ["iam:project:read"]
@@ -97,6 +98,7 @@ def test_state_at_a_moment_between_two_changes(history: History) -> None:
     assert json.loads(now.out)["state"]["actions"] == ["iam:project:read", "iam:role:read"]
     assert json.loads(now.out)["version"] == 2
     assert json.loads(tenant.out)["state"]["status"] == "frozen"
+    assert json.loads(by_command_time.out)["state"] == json.loads(then.out)["state"]
 
 
 def test_unknown_resources_and_moments_before_creation_exit_1(history: History) -> None:
