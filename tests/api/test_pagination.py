@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Api, Caller
-from tests.api.fixtures_world import cheap_passwords  # noqa: F401 (autouse fixture)
-from tests.api.fixtures_world import tenant_of
+from tests.api.fixtures_world import (
+    cheap_passwords,  # noqa: F401 (autouse fixture)
+    tenant_of,
+)
 
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 EXISTING = ["m", "m", "c", "m", "x", "a", "q", "q", "e", "z", "k"]
