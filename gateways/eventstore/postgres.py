@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from gateways.eventstore.groupcommit import BatchWriter, GroupCommitter
+from gateways.eventstore.notifier import AppendNotifier
 from gateways.eventstore.records import (
     AppendRequest,
     AppendResult,
@@ -52,6 +53,7 @@ class PostgresEventStore:
         self.schema = checked_schema(schema)
         self._writer = BatchWriter(schema)
         self._committer = GroupCommitter(pool, self._writer, max_batch=max_batch)
+        self._notifier = AppendNotifier(pool, notify_channel(self.schema))
         s, t = self.schema, EVENTS_TABLE
         self._sql_stream = (
             f"SELECT {_COLUMNS} FROM {s}.{t} WHERE originator_id = $1 "
@@ -89,6 +91,7 @@ class PostgresEventStore:
 
     async def close(self) -> None:
         await self._committer.close()
+        await self._notifier.close()
         await self.pool.close()
 
     # -- writing ---------------------------------------------------------------------
@@ -153,21 +156,8 @@ class PostgresEventStore:
     @contextlib.asynccontextmanager
     async def appended(self) -> AsyncIterator[asyncio.Event]:
         """An event set whenever anything is appended (by any process) while inside."""
-        wake = asyncio.Event()
-
-        def on_notify(*_: object) -> None:
-            wake.set()
-
-        channel = notify_channel(self.schema)
-        listener = await self.pool.acquire()
-        try:
-            await listener.add_listener(channel, on_notify)
-            try:
-                yield wake
-            finally:
-                await listener.remove_listener(channel, on_notify)
-        finally:
-            await self.pool.release(listener)
+        async with self._notifier.listen() as wake:
+            yield wake
 
     async def subscribe(
         self, *, after: int = 0, batch_size: int = 1000, idle_poll: float = 1.0

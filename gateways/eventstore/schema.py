@@ -118,13 +118,14 @@ BEGIN
         RAISE EXCEPTION 'scloud: version conflict'
             USING ERRCODE = 'SC409', DETAIL = array_to_string(missing, ' ');
     END IF;
-    -- A version must follow the one before it (in the table or earlier in this batch):
-    -- a stream with a gap could never be replayed.
+    -- A version must follow the one before it, at a lower position (in the table or
+    -- earlier in this batch): followers must meet a stream's versions in order.
     SELECT array_agg(u.pos::text) INTO missing
         FROM unnest(e_ids, e_versions, e_positions) AS u(oid, ver, pos)
         WHERE u.ver < 1 OR (u.ver > 1 AND NOT EXISTS (
             SELECT 1 FROM {s}.{EVENTS_TABLE} e
-            WHERE e.originator_id = u.oid AND e.originator_version = u.ver - 1));
+            WHERE e.originator_id = u.oid AND e.originator_version = u.ver - 1
+              AND e.notification_id < u.pos));
     IF missing IS NOT NULL THEN
         RAISE EXCEPTION 'scloud: version gap'
             USING ERRCODE = 'SC409', DETAIL = array_to_string(missing, ' ');

@@ -41,7 +41,7 @@ def _tag(value: Any) -> Any:
     # Subclasses of str and int (StrEnum, IntEnum…) are written as their value, as the
     # library's json-based transcoder does.
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)  # the characters, not a subclass's __str__
     if isinstance(value, int):
         return int(value)
     # Anything else (date, timedelta, set, bytes…) would come back as another type.
