@@ -114,7 +114,7 @@ async def test_followers_share_one_listening_connection(store: PostgresEventStor
 
     before = available(store)
     for _ in range(3):
-        async with following(store, after=0, idle_poll=60.0), following(store, after=0):
+        async with following(store, after=0, idle_poll=60.0), following(store, 0, 60.0):
             await settle(lambda now: now < before)  # the listener holds a connection
         # A connection cut off mid-query is released a moment later; a leak never is.
         await settle(lambda now: now == before - 1)
