@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from domain.compute.scheduler import GpuRequest, GroupPolicy, ServerGroup
@@ -32,7 +34,7 @@ def test_architecture_must_match() -> None:
     [{"enabled": False}, {"healthy": False}, {"maintenance": True}],
     ids=["disabled", "unhealthy", "maintenance"],
 )
-def test_available_rejects_disabled_unhealthy_and_maintenance(flags: dict[str, bool]) -> None:
+def test_available_rejects_disabled_unhealthy_and_maintenance(flags: dict[str, Any]) -> None:
     assert verdict(f.AVAILABLE, ask(), host()) is True
     assert verdict(f.AVAILABLE, ask(), host(**flags)) is False
 

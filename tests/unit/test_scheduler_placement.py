@@ -93,7 +93,7 @@ def test_a_batch_sees_its_own_claims() -> None:
     hosts = [host("hst-a", vcpus=4), host("hst-b", vcpus=4)]
     batch = place_batch(ask(vcpus=2), [f"i-{n}" for n in range(5)], hosts)
     placed = [d.host_id for d in batch.decisions]
-    assert sorted(placed[:4]) == ["hst-a", "hst-a", "hst-b", "hst-b"]
+    assert sorted(str(p) for p in placed[:4]) == ["hst-a", "hst-a", "hst-b", "hst-b"]
     assert placed[4] is None and batch.decisions[4].reason is not None
     assert "capacity" in batch.decisions[4].reason
     assert [h.used.vcpus for h in batch.hosts] == [4, 4]

@@ -36,7 +36,7 @@ def test_normalise_gives_equal_scores_no_weight() -> None:
     assert normalise([]) == []
 
 
-def test_normalise_ranks_unknown_scores_last() -> None:
+def test_normalise_scores_unknowns_as_the_worst() -> None:
     assert normalise([None, 1.0, 3.0]) == [0.0, 0.0, 1.0]
     assert normalise([None, 2.0, 2.0]) == [0.0, 1.0, 1.0]
     assert normalise([None, None]) == [0.0, 0.0]
@@ -52,6 +52,20 @@ def test_cpu_load_prefers_the_least_loaded_host() -> None:
     assert decision.host_id == "hst-b"
     assert [s.weights["cpu_load"] for s in decision.scores] == [1.0, 0.0, 0.0]
     assert [s.host_id for s in decision.scores] == ["hst-b", "hst-a", "hst-c"]
+
+
+def test_a_garbled_load_scores_as_the_worst_without_spoiling_the_others() -> None:
+    hosts = [
+        host("hst-a", load=LiveLoad(float("nan"), 1000)),
+        host("hst-b", load=LiveLoad(0.8, 1000)),
+        host("hst-c", load=LiveLoad(0.2, 1000)),
+    ]
+    decision = place(ask(), hosts, settings=only(ONLY_LOAD))
+    assert [(s.host_id, s.weights["cpu_load"]) for s in decision.scores] == [
+        ("hst-c", 1.0),
+        ("hst-a", 0.0),
+        ("hst-b", 0.0),
+    ]
 
 
 def test_memory_available_counts_the_share_of_the_host_left() -> None:

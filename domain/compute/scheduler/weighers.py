@@ -6,6 +6,7 @@ is 0) and multiplied by its multiplier, so no weigher wins by the size of its un
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -15,7 +16,7 @@ from domain.compute.scheduler.settings import Multipliers
 from domain.compute.scheduler.view import GroupPolicy, HostView
 
 HostWeight = Callable[[HostView], float | None]
-"""A raw score, or None when the host has nothing to say (no heartbeat yet): it ranks last."""
+"""A raw score, or None when the host has nothing to say (no heartbeat yet): it scores 0."""
 
 
 class Weigher(NamedTuple):
@@ -25,7 +26,13 @@ class Weigher(NamedTuple):
 
 
 def _cpu_load(ctx: Context) -> HostWeight | None:
-    return lambda host: None if host.load is None else -host.load.cpu_load_per_core
+    def weight(host: HostView) -> float | None:
+        # A garbled heartbeat (NaN, infinity) would poison min-max for every host.
+        if host.load is None or not math.isfinite(host.load.cpu_load_per_core):
+            return None
+        return -host.load.cpu_load_per_core
+
+    return weight
 
 
 def _memory_available(ctx: Context) -> HostWeight | None:
@@ -77,7 +84,7 @@ WEIGHERS: tuple[Weigher, ...] = (CPU_LOAD, MEMORY_AVAILABLE, FIT, SOFT_AFFINITY,
 
 
 def normalise(raw: Sequence[float | None]) -> list[float]:
-    """Min-max scale to [0, 1]; an unknown score is 0, below every known one."""
+    """Min-max scale to [0, 1]; an unknown score is 0, level with the lowest known one."""
     known = [value for value in raw if value is not None]
     if not known:
         return [0.0] * len(raw)
