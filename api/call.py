@@ -159,8 +159,8 @@ class Call:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def read_your_writes(self) -> None:
-        """Wait (bounded) until the documents include the position the caller names."""
+    async def read_your_writes(self, projection: str = "resource_documents") -> None:
+        """Wait (bounded) until ``projection`` includes the position the caller names."""
         given = self.request.query.get("min_position") or self.request.headers.get(
             MIN_POSITION_HEADER
         )
@@ -173,7 +173,7 @@ class Call:
         reached = await wait_for_position(
             self.platform.store.pool,
             self.platform.settings.schema,
-            "resource_documents",
+            projection,
             position,
             READ_YOUR_WRITES_TIMEOUT,
         )

@@ -26,6 +26,8 @@ class AuditQuery(msgspec.Struct, kw_only=True):
     until: datetime | None = None
     tenant_id: str | None = None
     """Platform staff only: one tenant's entries."""
+    min_position: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    """Wait until the log includes this position (read your own writes)."""
 
 
 class AuditEvent(msgspec.Struct, kw_only=True):
@@ -70,6 +72,7 @@ _FILTERS = {
 async def list_audit_events(call: Call) -> web.Response:
     query: AuditQuery = call.query
     me = call.me
+    await call.read_your_writes("audit_log")
     args: list[Any] = []
     where: list[str] = []
     tenant = query.tenant_id if me.is_platform else me.tenant_id
