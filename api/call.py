@@ -133,6 +133,7 @@ class Call:
                 decision,
                 source=self.source,
                 if_match=self.if_match(),
+                target=self.request.match_info.get("id"),
             )
         except CommandFailed as failed:
             failed.error.context.setdefault("operation_id", failed.outcome.operation_id)

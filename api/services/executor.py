@@ -85,8 +85,13 @@ class CommandExecutor:
         *,
         source: str | None = None,
         if_match: int | None = None,
+        target: str | None = None,
     ) -> Outcome:
-        """Decide and append; a repeat of the command id answers what the first did."""
+        """Decide and append; a repeat of the command id answers what the first did.
+
+        ``target`` is the resource the caller named, recorded on a refusal's operation so
+        that the audit log finds failed attempts on a resource too.
+        """
         command_id = context.command_id
         if command_id is not None:
             earlier = await self.repository.store.find_command(command_id)
@@ -99,7 +104,7 @@ class CommandExecutor:
                 raise IdempotencyKeyInUse("a request with this Idempotency-Key is still running")
             self._in_flight.add(command_id)
         try:
-            return await self._run(context, action, decide, source, if_match)
+            return await self._run(context, action, decide, source, if_match, target)
         finally:
             if command_id is not None:
                 self._in_flight.discard(command_id)
@@ -111,13 +116,14 @@ class CommandExecutor:
         decide: Decision,
         source: str | None,
         if_match: int | None,
+        target: str | None,
     ) -> Outcome:
         for attempt in range(MAX_ATTEMPTS):
             unit = UnitOfWork(self.repository, if_match)
             try:
                 decided = await decide(unit)
             except DomainError as error:
-                outcome = await self.record(context, action, None, source, FAILED, error)
+                outcome = await self.record(context, action, target, source, FAILED, error)
                 raise CommandFailed(error, outcome) from error
             operation = self._operation(context, action, decided.resource_id, source, SUCCEEDED)
             outcome = Outcome(
