@@ -9,15 +9,18 @@ from domain.compute.scheduler import (
     Decision,
     GpuRequest,
     GroupPolicy,
+    Resources,
     SchedulerSettings,
     ServerGroup,
     Strategy,
     carried_out,
+    claimed,
     place,
     place_batch,
+    released,
 )
 from domain.errors import ValidationFailed
-from tests.unit.test_scheduler_builders import ask, gpu, host, within_limits
+from tests.unit.test_scheduler_builders import ask, gpu, host, instance, within_limits
 
 
 def test_the_decision_records_rejections_scores_and_choice() -> None:
@@ -71,6 +74,21 @@ def test_gpus_are_assigned_lowest_address_first_of_the_model() -> None:
     after = carried_out(host(free_gpus=devices), decision)
     assert [g.address for g in after.free_gpus] == ["0000:04:00.0", "0000:01:00.0"]
     assert after.instances[0].gpus == (gpu(3, "L4"), gpu(2, "L4"))
+
+
+def test_a_claim_and_its_release_cancel_out() -> None:
+    devices = (gpu(1, "L4"), gpu(2, "L4"))
+    before = host(used=(3, 3000, 30), free_gpus=devices)
+    request = ask("i-9", gpus=GpuRequest(1), preemptible=True, server_group_id="sg-1")
+    after = claimed(before, request, ["0000:02:00.0"])
+    assert after.used == Resources(5, 5048, 50)
+    assert after.free_gpus == (gpu(1, "L4"),)
+    assert after.instances == (
+        instance(
+            "i-9", tenant_id="tnt-1", gpus=(gpu(2, "L4"),), preemptible=True, server_group_id="sg-1"
+        ),
+    )
+    assert released(after, {"i-9"}) == before
 
 
 def test_nowhere_to_go_says_why() -> None:
