@@ -1,0 +1,89 @@
+"""Fifty concurrent creates against a quota of ten: exactly ten, and a rebuild agrees."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from domain.quota.ledger import QuotaLedger, ledger_id
+from projections.resources.documents import ResourceDocuments
+from projections.runner import ProjectionRunner
+from tests.api.conftest import Api
+from tests.api.fixtures_world import (
+    cheap_passwords,  # noqa: F401 (autouse fixture)
+    settle,
+    tenant_of,
+)
+from tests.integration.conftest import drop_schema
+
+LIMIT = 10
+ATTEMPTS = 50
+
+
+async def rows(api: Api, table: str, where: str = "", *args: Any) -> list[tuple[Any, ...]]:
+    sql = f"SELECT * FROM {table} {where} ORDER BY resource_id"
+    return [tuple(r) for r in await api.platform.store.pool.fetch(sql, *args)]
+
+
+CREATES = {
+    "projects": ("/v1/projects", lambda n: {"name": f"race-{n}"}),
+    "sub_accounts": (
+        "/v1/users",
+        lambda n: {"email": f"race-{n}@example.com", "password": "race-password-123"},
+    ),
+    "api_keys": ("/v1/api-keys", lambda n: {"name": f"race-{n}"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CREATES))
+async def test_fifty_concurrent_creates_leave_exactly_the_quota(
+    api: Api, database_url: str, kind: str
+) -> None:
+    owner = await api.tenant()
+    tenant_id = tenant_of(owner)
+    await api.settled(
+        await api.admin.put(f"/v1/admin/tenants/{tenant_id}/quotas", json={"limits": {kind: LIMIT}})
+    )
+    path, body = CREATES[kind]
+    answers = await asyncio.gather(*(owner.post(path, json=body(n)) for n in range(ATTEMPTS)))
+    statuses = Counter(a.status for a in answers)
+    assert statuses == {202: LIMIT, 403: ATTEMPTS - LIMIT}, statuses
+    created = set()
+    for answer in answers:
+        if answer.status == 202:
+            created.add((await answer.json())["resource_id"])
+        else:
+            assert answer.content_type == "application/problem+json"
+            problem = await answer.json()
+            assert problem["code"] == "quota_exceeded", problem
+            assert problem["request_id"] == answer.headers["X-Request-Id"]
+
+    await settle(api)
+    listed = await (await owner.get(path, params={"limit": 500})).json()
+    assert {p["id"] for p in listed["items"]} - {owner.user_id} == created
+    quotas = await (await owner.get("/v1/quotas")).json()
+    line = next(q for q in quotas["quotas"] if q["kind"] == kind)
+    assert (line["used"], line["limit"]) == (LIMIT, LIMIT)
+    ledger = await api.platform.repository.get(ledger_id(tenant_id), QuotaLedger)
+    assert set(ledger.allocations) == created
+
+    # The usage read model, rebuilt from position 0, equals the live one row for row.
+    live = ResourceDocuments(api.platform.settings.schema)
+    scratch = f"{api.platform.settings.schema}_quota"
+    try:
+        rebuilt = ResourceDocuments(scratch)
+        runner = ProjectionRunner(api.platform.store, rebuilt)
+        await runner.setup()
+        events, _ = await runner.rebuild()
+        assert events == len(await api.platform.store.read_all(limit=10**6))
+        await settle(api)
+        where = "WHERE resource_id = $1"
+        live_ledger = await rows(api, live.table, where, ledger_id(tenant_id))
+        assert live_ledger, "no live ledger document"
+        assert await rows(api, rebuilt.table, where, ledger_id(tenant_id)) == live_ledger
+        assert await rows(api, rebuilt.table) == await rows(api, live.table)
+    finally:
+        await drop_schema(database_url, scratch)
