@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ async def rows(api: Api, table: str, where: str = "", *args: Any) -> list[tuple[
     return [tuple(r) for r in await api.platform.store.pool.fetch(sql, *args)]
 
 
-CREATES = {
+CREATES: dict[str, tuple[str, Callable[[int], dict[str, Any]]]] = {
     "projects": ("/v1/projects", lambda n: {"name": f"race-{n}"}),
     "sub_accounts": (
         "/v1/users",
