@@ -174,13 +174,13 @@ def _step(
     if envelope is None:
         return step
     for other in related:
-        if other.originator_id == event.originator_id:
-            continue
         theirs = envelope_of(other)
         if theirs is None:
             continue
         if envelope.causation_id and theirs.event_id == envelope.causation_id:
             step.caused_by = brief(other)
+        elif other.originator_id == event.originator_id:
+            continue  # the resource's own events are steps of their own
         elif _same_command(envelope, theirs):
             if other.originator_id in operations:
                 if operations[other.originator_id] not in step.operations:
