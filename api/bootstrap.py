@@ -17,6 +17,7 @@ from api.app import build_app
 from api.services.executor import CommandExecutor
 from domain.identity.user import User
 from domain.metadata import Actor, CommandContext
+from gateways.bus.host_health import HostHealthWatcher
 from gateways.bus.relay import EventRelay
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.repository import Repository
@@ -51,6 +52,7 @@ class Platform:
 
     def __post_init__(self) -> None:
         self.executor = CommandExecutor(self.repository)
+        self.host_health = HostHealthWatcher(self.js)
         self.documents = DocumentQueries(self.settings.schema)
 
     def projections(self) -> list[Projection]:

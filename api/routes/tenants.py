@@ -14,6 +14,7 @@ from api.services import identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain.errors import NotFound
+from domain.ids import new_id
 
 router = Router()
 
@@ -81,13 +82,15 @@ class TenantQuery(ListQuery, kw_only=True):
 )
 async def create_tenant(call: Call) -> web.Response:
     body: CreateTenant = call.body
+    # The new tenant owns its creation events, so its exports and streams include them.
+    tenant_id = new_id("tnt")
 
     async def decide(unit: UnitOfWork) -> Decided:
         return await identity.create_tenant(
-            unit, body.name, body.currency, body.owner_email, body.owner_password
+            unit, tenant_id, body.name, body.currency, body.owner_email, body.owner_password
         )
 
-    return call.accepted(await call.execute(decide, tenant_id=None))
+    return call.accepted(await call.execute(decide, tenant_id=tenant_id))
 
 
 @router.route(

@@ -46,9 +46,17 @@ def check_roles(roles: list[str], *, platform: bool) -> list[str]:
 
 
 async def create_tenant(
-    unit: UnitOfWork, name: str, currency: str, owner_email: str, owner_password: str
+    unit: UnitOfWork,
+    tenant_id: str,
+    name: str,
+    currency: str,
+    owner_email: str,
+    owner_password: str,
 ) -> Decided:
-    tenant = Tenant(name=name, currency=currency, contact_email=owner_email)
+    # The id is chosen before deciding: the events carry it as their tenant.
+    tenant = Tenant._create(
+        Tenant.Created, id=tenant_id, name=name, currency=currency, contact_email=owner_email
+    )
     owner = User(
         email=owner_email,
         password_hash=hash_password(check_password(owner_password)),

@@ -99,12 +99,15 @@ class Instance(Aggregate):
 
     # -- placement and build ---------------------------------------------------------
 
-    def schedule(self, host_id: str, step_id: str) -> None:
+    def schedule(self, host_id: str, step_id: str, decision: dict[str, Any]) -> None:
+        """Placed on ``host_id``; ``decision`` is the scheduler's record: inputs, scores, choice."""
         self._require(PENDING)
-        self._scheduled(host_id, step_id, clock.now() + DEADLINES[BUILDING])
+        self._scheduled(host_id, step_id, clock.now() + DEADLINES[BUILDING], decision)
 
     @event("Scheduled")
-    def _scheduled(self, host_id: str, step_id: str, deadline: datetime) -> None:
+    def _scheduled(
+        self, host_id: str, step_id: str, deadline: datetime, decision: dict[str, Any]
+    ) -> None:
         self.host_id = host_id
         self.step_id = step_id
         self.status = BUILDING
@@ -206,8 +209,8 @@ class Instance(Aggregate):
 
     @event("Purged")
     def _purged(self) -> None:
+        # host_id stays: it is where the guest's remains are removed.
         self.status = PURGED
-        self.host_id = None
 
     # -- rules -----------------------------------------------------------------------
 

@@ -9,10 +9,16 @@ from typing import Any
 from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
-from domain.errors import InvalidState, ValidationFailed
+from domain.errors import Conflict, InvalidState, ValidationFailed
 from domain.inventory.cluster import Cluster
 
 ENABLED, DISABLED, MAINTENANCE = "enabled", "disabled", "maintenance"
+
+
+class CapacityExhausted(Conflict):
+    """The host no longer has room: the scheduler's view was stale; place again."""
+
+    code = "capacity_exhausted"
 HOST_STATUSES = (ENABLED, DISABLED, MAINTENANCE)
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
@@ -99,6 +105,8 @@ class Host(Aggregate):
         self.labels = dict(labels)
         self.gpus = [dict(gpu) for gpu in gpus]
         self.status = status
+        self.claims: dict[str, dict[str, Any]] = {}
+        """instance id → what it holds here (vcpus, memory_mb, disk_gb, gpus, tenant…)."""
 
     @classmethod
     def register(
@@ -133,6 +141,8 @@ class Host(Aggregate):
             "labels": self.labels,
             "gpus": self.gpus,
             "status": self.status,
+            "used": self.used(),
+            "instances": len(self.claims),
         }
 
     def change_capacity(self, changes: Mapping[str, int]) -> None:
@@ -192,3 +202,73 @@ class Host(Aggregate):
     @event("EnteredMaintenance")
     def _entered_maintenance(self) -> None:
         self.status = MAINTENANCE
+
+    # -- capacity claims: the authority the scheduler only advises --------------------
+
+    def used(self) -> dict[str, int]:
+        totals = {"vcpus": 0, "memory_mb": 0, "disk_gb": 0}
+        for claim in self.claims.values():
+            for key in totals:
+                totals[key] += claim[key]
+        return totals
+
+    def free_gpus(self) -> list[dict[str, str]]:
+        taken = {address for claim in self.claims.values() for address in claim["gpus"]}
+        return [gpu for gpu in self.gpus if gpu["address"] not in taken]
+
+    def claim(
+        self,
+        instance_id: str,
+        resources: Mapping[str, int],
+        gpus: Sequence[str],
+        *,
+        tenant_id: str,
+        preemptible: bool,
+        server_group_id: str | None,
+        cpu_overcommit: float,
+        memory_overcommit: float,
+    ) -> None:
+        """Hold an instance's resources here, re-checked against this host's own state."""
+        if instance_id in self.claims:
+            return  # the same instance claiming twice is a repeat, not a second claim
+        if self.status != ENABLED:
+            raise InvalidState(f"host {self.hostname} is {self.status}", host_id=self.id)
+        used = self.used()
+        limits = {
+            "vcpus": int(self.capacity["vcpus"] * cpu_overcommit),
+            "memory_mb": int(self.capacity["memory_mb"] * memory_overcommit),
+            "disk_gb": self.capacity["disk_gb"],
+        }
+        for key, limit in limits.items():
+            if used[key] + resources[key] > limit:
+                raise CapacityExhausted(
+                    f"host {self.hostname}: {key} {used[key]} + {resources[key]} > {limit}",
+                    host_id=self.id,
+                )
+        free = {gpu["address"] for gpu in self.free_gpus()}
+        if not set(gpus) <= free:
+            raise CapacityExhausted(f"host {self.hostname}: GPUs {sorted(gpus)} are not free")
+        self._claimed(
+            instance_id,
+            {
+                "vcpus": resources["vcpus"],
+                "memory_mb": resources["memory_mb"],
+                "disk_gb": resources["disk_gb"],
+                "gpus": list(gpus),
+                "tenant_id": tenant_id,
+                "preemptible": preemptible,
+                "server_group_id": server_group_id,
+            },
+        )
+
+    @event("CapacityClaimed")
+    def _claimed(self, instance_id: str, claim: dict[str, Any]) -> None:
+        self.claims[instance_id] = claim
+
+    def release(self, instance_id: str, reason: str) -> None:
+        if instance_id in self.claims:
+            self._released(instance_id, reason)
+
+    @event("CapacityReleased")
+    def _released(self, instance_id: str, reason: str) -> None:
+        del self.claims[instance_id]

@@ -44,6 +44,12 @@ class DocumentQueries:
         self._one = f"SELECT {self._columns} FROM {table} WHERE resource_id = $1"
         self._table = table
 
+    async def ids_of_kind(self, pool: asyncpg.Pool, kind: str) -> list[str]:
+        rows = await pool.fetch(
+            f"SELECT resource_id FROM {self._table} WHERE kind = $1 ORDER BY resource_id", kind
+        )
+        return [row[0] for row in rows]
+
     async def get(self, pool: asyncpg.Pool, resource_id: str) -> Document | None:
         row = await pool.fetchrow(self._one, resource_id)
         return None if row is None else _document(row)

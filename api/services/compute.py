@@ -1,0 +1,194 @@
+"""Decisions of compute commands: create instances (quota, placement, claim) and power them.
+
+A create is one append: the instances, their host claims, the quota allocation and the
+placement decisions. Two creates racing for one host both read its version; the second
+to append fails the version check and decides again, on the host's fresh claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from api.services.executor import Decided
+from api.services.unit_of_work import UnitOfWork
+from domain import clock
+from domain.compute.image import Image
+from domain.compute.instance import Instance
+from domain.compute.scheduler import (
+    HostView,
+    LiveLoad,
+    PlacedInstance,
+    PlacementRequest,
+    Resources,
+    place_batch,
+)
+from domain.compute.scheduler.view import GpuDevice
+from domain.errors import Conflict, NotFound, ValidationFailed
+from domain.ids import new_id
+from domain.inventory.cluster import Cluster
+from domain.inventory.flavor import Flavor
+from domain.inventory.host import DISABLED, MAINTENANCE, Host
+from domain.quota.ledger import QuotaLedger, ledger_id
+
+MAX_BATCH = 50
+
+
+class NoCapacity(Conflict):
+    code = "no_capacity"
+
+
+class Health(msgspec.Struct, frozen=True):
+    healthy: bool
+    load: LiveLoad | None = None
+
+
+def host_view(host: Host, cluster: Cluster, health: Health) -> HostView:
+    return HostView(
+        id=host.id,
+        region_id=host.region_id,
+        cluster_id=host.cluster_id,
+        architecture=cluster.architecture,
+        enabled=host.status != DISABLED and cluster.enabled,
+        healthy=health.healthy,
+        maintenance=host.status == MAINTENANCE,
+        capacity=Resources(**host.capacity),
+        used=Resources(**host.used()),
+        cpu_overcommit=cluster.cpu_overcommit,
+        memory_overcommit=cluster.memory_overcommit,
+        free_gpus=tuple(GpuDevice(g["address"], g["model"]) for g in host.free_gpus()),
+        load=health.load,
+        labels=host.labels,
+        instances=tuple(
+            PlacedInstance(
+                id=instance_id,
+                tenant_id=claim["tenant_id"],
+                vcpus=claim["vcpus"],
+                memory_mb=claim["memory_mb"],
+                disk_gb=claim["disk_gb"],
+                server_group_id=claim["server_group_id"],
+                preemptible=claim["preemptible"],
+            )
+            for instance_id, claim in host.claims.items()
+        ),
+    )
+
+
+async def create_instances(
+    unit: UnitOfWork,
+    *,
+    tenant_id: str,
+    project_id: str | None,
+    name: str,
+    flavor_id: str,
+    image_id: str,
+    region_id: str,
+    disk_gb: int | None,
+    count: int,
+    preemptible: bool,
+    host_ids: Sequence[str],
+    health: Mapping[str, Health],
+) -> Decided:
+    if not 1 <= count <= MAX_BATCH:
+        raise ValidationFailed(f"count runs from 1 to {MAX_BATCH}", field="count")
+    flavor = await unit.find(flavor_id, Flavor)
+    if flavor is None or not flavor.enabled:
+        raise ValidationFailed(f"{flavor_id} is not an orderable flavor", field="flavor_id")
+    image = await unit.find(image_id, Image)
+    if image is None or not image.usable_by(tenant_id) or image.region_id != region_id:
+        raise ValidationFailed(f"{image_id} is not an image you can use in {region_id}")
+    if image.architecture != flavor.architecture:
+        raise ValidationFailed("the image and the flavor are for different architectures")
+    disk = disk_gb or max(flavor.min_disk_gb, image.min_disk_gb)
+    if not max(flavor.min_disk_gb, image.min_disk_gb) <= disk <= flavor.max_disk_gb:
+        raise ValidationFailed(
+            f"disk_gb must be between {max(flavor.min_disk_gb, image.min_disk_gb)} and "
+            f"{flavor.max_disk_gb} for this flavor and image",
+            field="disk_gb",
+        )
+    ledger = await unit.get(ledger_id(tenant_id), QuotaLedger)
+    hosts: dict[str, Host] = {}
+    clusters: dict[str, Cluster] = {}
+    views: list[HostView] = []
+    for host_id in host_ids:
+        host = await unit.get(host_id, Host)
+        if host.region_id != region_id:
+            continue
+        cluster = clusters.get(host.cluster_id) or await unit.get(host.cluster_id, Cluster)
+        clusters[cluster.id] = cluster
+        hosts[host.id] = host
+        views.append(host_view(host, cluster, health.get(host.id, Health(healthy=False))))
+    instance_ids = [new_id("i") for _ in range(count)]
+    request = PlacementRequest(
+        instance_id=instance_ids[0],
+        tenant_id=tenant_id,
+        region_id=region_id,
+        architecture=flavor.architecture,
+        vcpus=flavor.vcpus,
+        memory_mb=flavor.memory_mb,
+        disk_gb=disk,
+        preemptible=preemptible,
+    )
+    batch = place_batch(request, instance_ids, views)
+    now = clock.now()
+    created: list[str] = []
+    for instance_id, decision in zip(instance_ids, batch.decisions, strict=True):
+        if decision.host_id is None:
+            raise NoCapacity(decision.reason or "no host can take this instance")
+        ledger.allocate(
+            instance_id,
+            region_id,
+            {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb},
+            {},
+        )
+        host = hosts[decision.host_id]
+        cluster = clusters[host.cluster_id]
+        host.claim(
+            instance_id,
+            {"vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb, "disk_gb": disk},
+            decision.gpu_addresses,
+            tenant_id=tenant_id,
+            preemptible=preemptible,
+            server_group_id=None,
+            cpu_overcommit=cluster.cpu_overcommit,
+            memory_overcommit=cluster.memory_overcommit,
+        )
+        instance = Instance._create(
+            Instance.Created,
+            id=instance_id,
+            tenant_id=tenant_id,
+            project_id=project_id,
+            name=name if count == 1 else f"{name}-{len(created) + 1}",
+            region_id=region_id,
+            flavor_id=flavor.id,
+            image_id=image.id,
+            vcpus=flavor.vcpus,
+            memory_mb=flavor.memory_mb,
+            disk_gb=disk,
+            preemptible=preemptible,
+            server_group_id=None,
+            requested_at=now,
+        )
+        instance.schedule(decision.host_id, new_id("stp"), msgspec.to_builtins(decision))
+        unit.add(instance)
+        created.append(instance_id)
+    return Decided(resource_id=created[0], body={"instance_ids": created})
+
+
+async def instance_of(unit: UnitOfWork, instance_id: str, tenant_id: str | None) -> Instance:
+    instance = await unit.get(instance_id, Instance, checked=True)
+    if tenant_id is not None and instance.tenant_id != tenant_id:
+        raise NotFound(f"{instance_id} does not exist", resource_id=instance_id)
+    return instance
+
+
+async def release_host(unit: UnitOfWork, instance: Instance, reason: str) -> None:
+    if instance.host_id is not None:
+        host = await unit.get(instance.host_id, Host)
+        host.release(instance.id, reason)
+
+
+async def release_quota(unit: UnitOfWork, instance: Instance) -> None:
+    ledger = await unit.get(ledger_id(instance.tenant_id), QuotaLedger)
+    ledger.release(instance.id)

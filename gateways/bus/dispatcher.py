@@ -1,0 +1,159 @@
+"""Instance steps become commands to their hosts, published once per step.
+
+The dispatcher follows the store like a projection: it publishes a step's command (the
+step id as ``Nats-Msg-Id``, so a re-publish after a crash is dropped by JetStream) and
+only then moves its checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import Header, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from domain.compute.image import Image
+from domain.compute.instance import (
+    DELETING,
+    REBOOTING,
+    STARTING,
+    STOPPING,
+    Instance,
+)
+from domain.errors import NotFound
+from gateways.bus import hostwire
+from gateways.bus.hostwire import Action, GuestSpec, HostCommand
+from gateways.eventstore.records import RecordedEvent
+from gateways.eventstore.repository import Repository
+from gateways.waiting import wait_any
+from projections.checkpoints import Checkpoints
+
+log = logging.getLogger(__name__)
+
+_INSTANCE = "domain.compute.instance:Instance."
+_STEPS = {f"{_INSTANCE}Scheduled", f"{_INSTANCE}StepStarted", f"{_INSTANCE}Purged"}
+_ACTIONS = {
+    STARTING: Action.ENSURE_RUNNING,
+    STOPPING: Action.ENSURE_STOPPED,
+    REBOOTING: Action.REBOOT,
+    DELETING: Action.ENSURE_STOPPED,
+}
+
+
+async def ensure_stream(js: JetStreamContext, name: str, subject: str) -> None:
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=name, subjects=[subject], storage=StorageType.FILE, duplicate_window=120.0
+            )
+        )
+
+
+class HostCommandDispatcher:
+    name = "host_command_dispatcher"
+
+    def __init__(self, repository: Repository, js: JetStreamContext, schema: str) -> None:
+        self.repository = repository
+        self.store = repository.store
+        self.js = js
+        self.checkpoints = Checkpoints(schema)
+
+    async def command_for(self, event: RecordedEvent) -> HostCommand | None:
+        """The command a step event asks for, or None when the step is already over."""
+        try:
+            instance = await self.repository.get(event.originator_id, Instance)
+        except NotFound:
+            return None
+        if event.topic.endswith(".Purged"):
+            host_id = _purged_host(instance)
+            if host_id is None:
+                return None
+            return HostCommand(
+                step_id=f"purge-{instance.id}",
+                host_id=host_id,
+                instance_id=instance.id,
+                action=Action.ENSURE_ABSENT,
+            )
+        if instance.step_id is None or instance.host_id is None:
+            return None  # finished or timed out before we got to it
+        step_state = _state_of_step(event)
+        if step_state is not None and step_state != instance.status:
+            return None
+        action = _ACTIONS.get(instance.status, Action.ENSURE_RUNNING)
+        spec = await self._spec(instance) if action == Action.ENSURE_RUNNING else None
+        return HostCommand(
+            step_id=instance.step_id,
+            host_id=instance.host_id,
+            instance_id=instance.id,
+            action=action,
+            spec=spec,
+            force=instance.status == DELETING,
+        )
+
+    async def _spec(self, instance: Instance) -> GuestSpec:
+        image = await self.repository.get(instance.image_id, Image)
+        return GuestSpec(
+            vcpus=instance.vcpus,
+            memory_mb=instance.memory_mb,
+            disk_gb=instance.disk_gb,
+            image_location=image.location,
+            image_format=image.disk_format,
+            kernel=image.kernel,
+            initrd=image.initrd,
+            cmdline=image.cmdline,
+        )
+
+    async def publish(self, command: HostCommand) -> None:
+        await self.js.publish(
+            hostwire.command_subject(command.host_id),
+            hostwire.encode(command),
+            headers={Header.MSG_ID: command.step_id},
+        )
+
+    async def run_once(self) -> int:
+        async with self.store.pool.acquire() as conn:
+            await conn.execute(self.checkpoints.ddl)
+            position = await self.checkpoints.read(conn, self.name)
+        sent = 0
+        while batch := await self.store.read_all(after=position, limit=500):
+            for event in batch:
+                if event.topic in _STEPS:
+                    command = await self.command_for(event)
+                    if command is not None:
+                        await self.publish(command)
+                        sent += 1
+            position = batch[-1].position
+            async with self.store.pool.acquire() as conn, conn.transaction():
+                await self.checkpoints.lock(conn, self.name)
+                await self.checkpoints.advance(conn, self.name, position)
+        return sent
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self.store.appended() as appended:
+            while not stop.is_set():
+                appended.clear()
+                try:
+                    await ensure_stream(
+                        self.js, hostwire.COMMANDS_STREAM, f"{hostwire.COMMANDS_PREFIX}.>"
+                    )
+                    await self.run_once()
+                except Exception as error:  # NATS or the database hiccuped: resume later
+                    log.warning("host command dispatcher: %s", error)
+                await wait_any(appended, stop, timeout=1.0)
+
+
+def _state_of_step(event: RecordedEvent) -> str | None:
+    if event.topic.endswith(".Scheduled"):
+        return "building"
+    state = msgspec.json.decode(event.state)
+    status = state.get("status") if isinstance(state, dict) else None
+    return status if isinstance(status, str) else None
+
+
+def _purged_host(instance: Instance) -> str | None:
+    return instance.host_id

@@ -1,0 +1,59 @@
+"""Outcomes from hosts, consumed from JetStream and handed to the platform one by one.
+
+Each is acknowledged only after it was handled, so a crash redelivers it; handling is
+idempotent (the step id is the command id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import FetchTimeoutError
+
+from gateways.bus import hostwire
+from gateways.bus.dispatcher import ensure_stream
+from gateways.bus.hostwire import HostOutcome
+
+log = logging.getLogger(__name__)
+DURABLE = "scloud-outcome-ingester"
+
+
+class OutcomeIngester:
+    def __init__(
+        self, js: JetStreamContext, handle: Callable[[HostOutcome], Awaitable[None]]
+    ) -> None:
+        self.js = js
+        self.handle = handle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await ensure_stream(
+                    self.js, hostwire.OUTCOMES_STREAM, f"{hostwire.OUTCOMES_PREFIX}.>"
+                )
+                subscription = await self.js.pull_subscribe(
+                    f"{hostwire.OUTCOMES_PREFIX}.>",
+                    durable=DURABLE,
+                    stream=hostwire.OUTCOMES_STREAM,
+                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60),
+                )
+                while not stop.is_set():
+                    try:
+                        messages = await subscription.fetch(64, timeout=1.0)
+                    except (FetchTimeoutError, TimeoutError):
+                        continue
+                    for message in messages:
+                        try:
+                            outcome = hostwire.decode_outcome(message.data)
+                        except Exception:  # not an outcome: nothing can ever make it one
+                            await message.term()
+                            continue
+                        await self.handle(outcome)
+                        await message.ack()
+            except Exception as error:  # NATS or the database hiccuped: start over
+                log.warning("outcome ingester: %s", error)
+                await asyncio.sleep(1.0)
