@@ -8,8 +8,11 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import cast
 
+import asyncpg
+
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import RecordedEvent
+from gateways.eventstore.schema import notify_channel
 from tests.integration.eventstore.builders import OpenStore, event, request, stream
 
 
@@ -137,3 +140,24 @@ async def test_many_followers_do_not_starve_writers(store: PostgresEventStore) -
             written = await store.append(request(event(stream(), 1)))
             for received in queues:
                 assert [(await received.get()).position] == list(written.positions)
+
+
+async def test_a_lost_listening_connection_is_replaced(
+    store: PostgresEventStore, sql: asyncpg.Connection
+) -> None:
+    """PostgreSQL restarts and idle timeouts cut the LISTEN connection; live following must
+    resume on a new one, not fall back to the idle poll for as long as the follower lives."""
+    listen = f'LISTEN "{notify_channel(store.schema)}"'
+    find = "SELECT pid FROM pg_stat_activity WHERE query = $1"
+    async with following(store, after=0, idle_poll=60.0) as received:
+        async with asyncio.timeout(5):
+            while not (listeners := await sql.fetch(find, listen)):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert len(listeners) == 1
+        assert await sql.fetchval("SELECT pg_terminate_backend($1)", listeners[0]["pid"])
+        await asyncio.sleep(0.3)
+
+        started = time.monotonic()
+        await store.append(request(event(stream(), 1)))
+        assert await take(received, 1) == [1]
+        assert time.monotonic() - started < 1.0
