@@ -18,6 +18,8 @@ from api.routes import (
     flavors,
     hosts,
     imagepools,
+    images,
+    instances,
     ippools,
     operations,
     quotas,
@@ -45,6 +47,8 @@ def build_app(platform: Platform) -> web.Application:
 
 
 ROUTE_MODULES = (
+    images,
+    instances,
     session,
     tenants,
     users,

@@ -14,10 +14,15 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from api.app import build_app
+from api.services.deadlines import run_deadlines
 from api.services.executor import CommandExecutor
+from api.services.outcomes import apply_outcome
 from domain.identity.user import User
 from domain.metadata import Actor, CommandContext
+from gateways.bus.dispatcher import HostCommandDispatcher
 from gateways.bus.host_health import HostHealthWatcher
+from gateways.bus.hostwire import HostOutcome
+from gateways.bus.ingester import OutcomeIngester
 from gateways.bus.relay import EventRelay
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.repository import Repository
@@ -101,9 +106,10 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
     runners = [ProjectionRunner(platform.store, p) for p in platform.projections()]
     for runner in runners:
         await runner.setup()
-    jobs = [runner.follow(stop) for runner in runners]
+    jobs: list[Awaitable[None]] = [runner.follow(stop) for runner in runners]
     webhooks = webhook_dispatcher(platform.store, platform.repository, platform.settings)
     jobs.append(webhooks.run(stop))
+    jobs.extend(compute_jobs(platform, stop))
     if relay:
         settings = platform.settings
         exporter = EventRelay(
@@ -111,6 +117,22 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
         )
         jobs.append(exporter.run(stop))
     await _until_first_failure(jobs, stop)
+
+
+def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None]]:
+    """The compute process managers: steps to hosts, outcomes back, deadlines."""
+    schema = platform.settings.schema
+    dispatcher = HostCommandDispatcher(platform.repository, platform.js, schema)
+
+    async def handle(outcome: HostOutcome) -> None:
+        await apply_outcome(platform.executor, outcome)
+
+    ingester = OutcomeIngester(platform.js, handle, durable=f"scloud-outcomes-{schema}")
+    return [
+        dispatcher.run(stop),
+        ingester.run(stop),
+        run_deadlines(platform.executor, schema, stop),
+    ]
 
 
 async def run_api(platform: Platform, stop: asyncio.Event, on_ready: Callable[[str], None]) -> None:

@@ -38,6 +38,7 @@ async def list_kind(
     tenant_id: str | None,
     filters: tuple[str, ...] = (),
     projects: tuple[str, ...] | None = None,
+    include_public: bool = False,
 ) -> web.Response:
     """One page of ``kind`` documents; ``tenant_id`` None lists all tenants' (staff only)."""
     if query.sort not in SORTS:
@@ -54,5 +55,6 @@ async def list_kind(
         descending=query.sort.startswith("-"),
         limit=query.limit,
         after=decode_page_token(query.page_token),
+        include_public=include_public,
     )
     return call.page(page, query.limit)

@@ -83,9 +83,14 @@ def _tenant(call: Call) -> str:
 
 
 @router.route(
-    "POST", "/v1/instances", summary="Create instances from an image and a flavor",
-    action="compute:instance:create", body=CreateInstances, response=CreatedInstances,
-    status=202, tags=("instances",),
+    "POST",
+    "/v1/instances",
+    summary="Create instances from an image and a flavor",
+    action="compute:instance:create",
+    body=CreateInstances,
+    response=CreatedInstances,
+    status=202,
+    tags=("instances",),
 )
 async def create_instances(call: Call) -> web.Response:
     body: CreateInstances = call.body
@@ -97,9 +102,7 @@ async def create_instances(call: Call) -> web.Response:
     platform = call.platform
     await platform.host_health.start()
     hosts = await platform.documents.ids_of_kind(platform.store.pool, "hst")
-    health = {
-        host_id: compute.Health(*platform.host_health.health(host_id)) for host_id in hosts
-    }
+    health = {host_id: compute.Health(*platform.host_health.health(host_id)) for host_id in hosts}
 
     async def decide(unit: UnitOfWork) -> Decided:
         return await compute.create_instances(
@@ -121,19 +124,33 @@ async def create_instances(call: Call) -> web.Response:
 
 
 @router.route(
-    "GET", "/v1/instances", summary="List instances", action="compute:instance:read",
-    query=InstanceQuery, response=InstancePage, tags=("instances",),
+    "GET",
+    "/v1/instances",
+    summary="List instances",
+    action="compute:instance:read",
+    query=InstanceQuery,
+    response=InstancePage,
+    tags=("instances",),
 )
 async def list_instances(call: Call) -> web.Response:
     return await list_kind(
-        call, "i", call.query, tenant_id=_tenant(call), projects=call.me.projects,
+        call,
+        "i",
+        call.query,
+        tenant_id=_tenant(call),
+        projects=call.me.projects,
         filters=("status", "name", "region_id"),
     )
 
 
 @router.route(
-    "GET", "/v1/instances/{id}", summary="One instance", action="compute:instance:read",
-    response=InstanceView, kind="i", tags=("instances",),
+    "GET",
+    "/v1/instances/{id}",
+    summary="One instance",
+    action="compute:instance:read",
+    response=InstanceView,
+    kind="i",
+    tags=("instances",),
 )
 async def get_instance(call: Call) -> web.Response:
     return call.one(
@@ -161,8 +178,14 @@ async def _act(call: Call, step: Step) -> web.Response:
 def _action(verb: str, summary: str, step: Step, body: type[msgspec.Struct] | None = None) -> None:
     # Registered before renaming: the route table keeps the function object itself.
     @router.route(
-        "POST", f"/v1/instances/{{id}}/actions/{verb}", summary=summary,
-        action=f"compute:instance:{verb}", body=body, response=Accepted, status=202, kind="i",
+        "POST",
+        f"/v1/instances/{{id}}/actions/{verb}",
+        summary=summary,
+        action=f"compute:instance:{verb}",
+        body=body,
+        response=Accepted,
+        status=202,
+        kind="i",
         tags=("instances",),
     )
     async def handler(call: Call) -> web.Response:

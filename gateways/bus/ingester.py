@@ -24,10 +24,15 @@ DURABLE = "scloud-outcome-ingester"
 
 class OutcomeIngester:
     def __init__(
-        self, js: JetStreamContext, handle: Callable[[HostOutcome], Awaitable[None]]
+        self,
+        js: JetStreamContext,
+        handle: Callable[[HostOutcome], Awaitable[None]],
+        *,
+        durable: str = DURABLE,
     ) -> None:
         self.js = js
         self.handle = handle
+        self.durable = durable
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -37,7 +42,7 @@ class OutcomeIngester:
                 )
                 subscription = await self.js.pull_subscribe(
                     f"{hostwire.OUTCOMES_PREFIX}.>",
-                    durable=DURABLE,
+                    durable=self.durable,
                     stream=hostwire.OUTCOMES_STREAM,
                     config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60),
                 )

@@ -66,13 +66,16 @@ class DocumentQueries:
         descending: bool = False,
         limit: int = 50,
         after: tuple[str, str] | None = None,
+        include_public: bool = False,
     ) -> Page:
-        """``tenant_id`` None lists every tenant's (platform staff only)."""
+        """``tenant_id`` None lists every tenant's (platform staff only); ``include_public``
+        adds the platform's own documents (public images) to a tenant's."""
         args: list[Any] = [kind]
         where = ["kind = $1"]
         if tenant_id is not None:
             args.append(tenant_id)
-            where.append(f"tenant_id = ${len(args)}")
+            owned = f"tenant_id = ${len(args)}"
+            where.append(f"({owned} OR tenant_id IS NULL)" if include_public else owned)
         if projects is not None:
             args.append(list(projects))
             where.append(f"project_id = ANY(${len(args)}::text[])")

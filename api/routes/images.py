@@ -1,0 +1,228 @@
+"""Images: public ones published by the platform, private ones of a tenant, and sharing."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from aiohttp import web
+
+from api.call import Call
+from api.listing import Accepted, ListQuery, list_kind
+from api.routing import Router
+from api.services.executor import Decided
+from api.services.unit_of_work import UnitOfWork
+from domain.compute.image import Image
+from domain.errors import NotFound, ValidationFailed
+from domain.inventory.image_pool import ImagePool
+
+router = Router()
+
+Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]{0,11}-[0-9a-hjkmnp-tv-z]{26}$")]
+Path = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[^\x00\n]+$")]
+
+
+class RegisterImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An image file already in a pool (uploaded by the operator or exported from a disk)."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    pool_id: Id
+    location: Path
+    """Path (qcow2 directory pools) or ``pool/image`` (rbd pools) inside the image pool."""
+    format: Literal["qcow2", "raw"] = "qcow2"
+    architecture: Literal["x86_64", "aarch64"] = "x86_64"
+    os_family: Annotated[str, msgspec.Meta(min_length=1, max_length=40)] = "linux"
+    min_disk_gb: Annotated[int, msgspec.Meta(ge=0, le=65536)] = 1
+    kernel: Path | None = None
+    initrd: Path | None = None
+    cmdline: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+
+class ShareImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    tenant_id: Id
+
+
+class ImageView(msgspec.Struct, kw_only=True):
+    id: str
+    tenant_id: str | None
+    name: str
+    visibility: str
+    region_id: str
+    pool_id: str
+    format: str
+    architecture: str
+    os_family: str
+    min_disk_gb: int
+    direct_kernel_boot: bool
+    shared_with: list[str]
+    status: str
+
+
+class ImagePage(msgspec.Struct, kw_only=True):
+    items: list[ImageView]
+    next_page_token: str | None
+
+
+class ImageQuery(ListQuery, kw_only=True):
+    name: str | None = None
+    status: str | None = None
+
+
+async def _register(unit: UnitOfWork, tenant_id: str | None, body: RegisterImage) -> Decided:
+    pool = await unit.find(body.pool_id, ImagePool)
+    if pool is None:
+        raise ValidationFailed(f"{body.pool_id} is not an image pool", field="pool_id")
+    image = Image(
+        tenant_id=tenant_id,
+        name=body.name,
+        region_id=pool.region_id,
+        pool_id=pool.id,
+        location=body.location,
+        disk_format=body.format,
+        architecture=body.architecture,
+        os_family=body.os_family,
+        min_disk_gb=body.min_disk_gb,
+        kernel=body.kernel,
+        initrd=body.initrd,
+        cmdline=body.cmdline,
+    )
+    unit.add(image)
+    return Decided(resource_id=image.id)
+
+
+@router.route(
+    "POST",
+    "/v1/admin/images",
+    summary="Publish a public image from a file in an image pool",
+    action="admin:image:create",
+    body=RegisterImage,
+    response=Accepted,
+    status=202,
+    tags=("images",),
+)
+async def publish_image(call: Call) -> web.Response:
+    body: RegisterImage = call.body
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        return await _register(unit, None, body)
+
+    return call.accepted(await call.execute(decide, tenant_id=None))
+
+
+@router.route(
+    "POST",
+    "/v1/images",
+    summary="Register a private image from a file in an image pool",
+    action="compute:image:create",
+    body=RegisterImage,
+    response=Accepted,
+    status=202,
+    tags=("images",),
+)
+async def register_image(call: Call) -> web.Response:
+    body: RegisterImage = call.body
+    tenant_id = call.me.tenant_id
+    if tenant_id is None:
+        raise ValidationFailed("staff publish public images at /v1/admin/images")
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        return await _register(unit, tenant_id, body)
+
+    return call.accepted(await call.execute(decide, tenant_id=tenant_id))
+
+
+@router.route(
+    "GET",
+    "/v1/images",
+    summary="Images the caller may use: its own and the public ones",
+    action="compute:image:read",
+    query=ImageQuery,
+    response=ImagePage,
+    tags=("images",),
+)
+async def list_images(call: Call) -> web.Response:
+    return await list_kind(
+        call,
+        "img",
+        call.query,
+        tenant_id=call.me.tenant_id,
+        filters=("name", "status"),
+        include_public=True,
+    )
+
+
+@router.route(
+    "GET",
+    "/v1/images/{id}",
+    summary="One image",
+    action="compute:image:read",
+    response=ImageView,
+    kind="img",
+    tags=("images",),
+)
+async def get_image(call: Call) -> web.Response:
+    image_id = call.request.match_info["id"]
+    document = await call.platform.documents.get(call.platform.store.pool, image_id)
+    me = call.me
+    visible = (
+        document is not None
+        and document.kind == "img"
+        and (
+            me.is_platform
+            or document.tenant_id in (None, me.tenant_id)
+            or me.tenant_id in document.view.get("shared_with", [])
+        )
+    )
+    if document is None or not visible:
+        raise NotFound(f"{image_id} does not exist", resource_id=image_id)
+    return call.one(document)
+
+
+@router.route(
+    "POST",
+    "/v1/images/{id}/actions/share",
+    summary="Share a private image with a tenant",
+    action="compute:image:update",
+    body=ShareImage,
+    response=Accepted,
+    status=202,
+    kind="img",
+    tags=("images",),
+)
+async def share_image(call: Call) -> web.Response:
+    body: ShareImage = call.body
+    image_id = call.request.match_info["id"]
+    tenant_id = call.me.tenant_id
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        image = await unit.get(image_id, Image, checked=True)
+        if image.tenant_id is None or image.tenant_id != tenant_id:
+            raise NotFound(f"{image_id} does not exist", resource_id=image_id)
+        image.share(body.tenant_id)
+        return Decided(resource_id=image.id)
+
+    return call.accepted(await call.execute(decide, tenant_id=tenant_id))
+
+
+@router.route(
+    "POST",
+    "/v1/images/{id}/actions/delete",
+    summary="Delete a private image",
+    action="compute:image:delete",
+    response=Accepted,
+    status=202,
+    kind="img",
+    tags=("images",),
+)
+async def delete_image(call: Call) -> web.Response:
+    image_id = call.request.match_info["id"]
+    tenant_id = call.me.tenant_id
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        image = await unit.get(image_id, Image, checked=True)
+        if not call.me.is_platform and image.tenant_id != tenant_id:
+            raise NotFound(f"{image_id} does not exist", resource_id=image_id)
+        image.delete()
+        return Decided(resource_id=image.id)
+
+    return call.accepted(await call.execute(decide, tenant_id=tenant_id))
