@@ -177,7 +177,9 @@ class GlobalConfig(Aggregate):
         if security not in MAIL_SECURITY:
             raise ValidationFailed(f"security is one of {list(MAIL_SECURITY)}", field="mail")
         sender = self.mail_from if from_address is None else from_address
-        if sender is not None and (len(sender) > 254 or not _EMAIL.fullmatch(sender)):
+        if sender is not None and (
+            len(sender) > 254 or not sender.isprintable() or not _EMAIL.fullmatch(sender)
+        ):
             raise ValidationFailed(f"{sender!r} is not an e-mail address", field="mail")
         user = self.smtp_username if username is None else username
         if user is not None and (not 0 < len(user) <= 254 or not user.isprintable()):
