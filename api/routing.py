@@ -6,6 +6,7 @@ generated from this table, so an endpoint cannot be added without being covered.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from api.call import Call
 
 Handler = Callable[["Call"], Awaitable[web.StreamResponse]]
+_INTEGER = re.compile(r"-?[0-9]+")
 NUL = "\x00"
 NO_NUL = "text may not contain U+0000"
 """PostgreSQL cannot store it in text or jsonb, so no read model could ever show it."""
@@ -123,7 +125,7 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
                 if reason is not None:
                     await call.audit_denial(Forbidden(f"{endpoint.action}: {reason}"))
                     raise Forbidden(f"not allowed: {reason}", action=endpoint.action)
-        # _check_path_id(endpoint, request)  # TEMP: first run without the fix
+        _check_path_id(endpoint, request)
         if endpoint.query is not None:
             call.query = _convert(endpoint.query, dict(request.query), "query")
         if endpoint.body is not None:
@@ -140,6 +142,15 @@ def _check_path_id(endpoint: Endpoint, request: web.Request) -> None:
         raise NotFound(f"{given[:100]!r} is not a {endpoint.kind}- id")
 
 
+def _check_positions(request: web.Request) -> None:
+    """The read-your-writes position, by query or header, is an integer wherever it is given."""
+    from api.call import MIN_POSITION_HEADER
+
+    for given in (request.query.get("min_position"), request.headers.get(MIN_POSITION_HEADER)):
+        if given is not None and not _INTEGER.fullmatch(given):
+            raise ValidationFailed("min_position must be an integer")
+
+
 def _convert(kind: type[msgspec.Struct], values: dict[str, str], where: str) -> Any:
     if any(NUL in name or NUL in value for name, value in values.items()):
         raise ValidationFailed(f"invalid {where}: {NO_NUL}")
@@ -152,17 +163,35 @@ def _convert(kind: type[msgspec.Struct], values: dict[str, str], where: str) -> 
 async def _decode_body(request: web.Request, kind: type[msgspec.Struct]) -> Any:
     if request.content_type not in ("application/json", "application/merge-patch+json"):
         raise UnsupportedMediaType("send the body as application/json")
-    raw = await request.read()
+    raw = await request.read() or b"{}"
     try:
-        body = msgspec.json.decode(raw or b"{}", type=kind)
+        body = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as error:
-        raise ValidationFailed(f"invalid body: {error}") from None
+        body = _with_integral_floats(raw, kind, error)
     except msgspec.DecodeError:
         raise ValidationFailed("the body is not valid JSON") from None
     # JSON can carry U+0000 only as an escape: look closer only when one is there.
     if b"\\u0000" in raw and _holds_nul(msgspec.to_builtins(body)):
         raise ValidationFailed(f"invalid body: {NO_NUL}")
     return body
+
+
+def _with_integral_floats(raw: bytes, kind: type[msgspec.Struct], error: Exception) -> Any:
+    """Decode again reading ``5.0`` as ``5``: JSON Schema's integers include it, msgspec's not."""
+    try:
+        return msgspec.convert(_integral(msgspec.json.decode(raw)), kind)
+    except msgspec.ValidationError:
+        raise ValidationFailed(f"invalid body: {error}") from None
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
 
 
 def _holds_nul(value: Any) -> bool:
