@@ -20,16 +20,33 @@ class AppendNotifier:
         self._waiters: set[asyncio.Event] = set()
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
+        self._reconnecting: asyncio.Task[None] | None = None
 
     def _notify(self, *_: object) -> None:
         for waiter in self._waiters:
             waiter.set()
 
     def _lost(self, *_: object) -> None:
-        # Followers re-read at once and the next listen() reconnects; notifications sent
-        # meanwhile are covered by the followers' idle polls.
+        # Followers re-read at once (covering what was sent while the line was down) and
+        # the listener comes back by itself for those still following.
         self._conn = None
         self._notify()
+        if self._waiters and self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        try:
+            while self._waiters and (self._conn is None or self._conn.is_closed()):
+                try:
+                    await self._ensure()
+                except Exception:  # the database is still away: try again, more slowly
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                self._notify()  # appends made while reconnecting were never announced
+        finally:
+            self._reconnecting = None
 
     async def _ensure(self) -> None:
         async with self._lock:
@@ -52,6 +69,10 @@ class AppendNotifier:
             self._waiters.discard(wake)
 
     async def close(self) -> None:
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
         async with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None and not conn.is_closed():
