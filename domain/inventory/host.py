@@ -13,13 +13,14 @@ from domain.errors import Conflict, InvalidState, ValidationFailed
 from domain.inventory.cluster import Cluster
 
 ENABLED, DISABLED, MAINTENANCE = "enabled", "disabled", "maintenance"
+HOST_STATUSES = (ENABLED, DISABLED, MAINTENANCE)
 
 
 class CapacityExhausted(Conflict):
     """The host no longer has room: the scheduler's view was stale; place again."""
 
     code = "capacity_exhausted"
-HOST_STATUSES = (ENABLED, DISABLED, MAINTENANCE)
+
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOSTNAME_PATTERN = rf"^{_LABEL}(\.{_LABEL})*$"
