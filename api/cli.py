@@ -43,7 +43,7 @@ async def _run_all(settings: Settings) -> None:
         await asyncio.gather(
             run_api(platform, stop, announce),
             run_worker(platform, stop),
-            run_hostd(nats_url, settings.host_id, stop),
+            run_hostd(nats_url, settings.host_id, stop, settings),
         )
 
 
@@ -71,7 +71,7 @@ async def _run_worker(settings: Settings) -> None:
 async def _run_hostd(settings: Settings) -> None:
     if settings.nats_url is None:
         sys.exit("scloud hostd: SCLOUD_NATS_URL is required (a host talks only to NATS)")
-    await run_hostd(settings.nats_url, settings.host_id, _stop_on_signals())
+    await run_hostd(settings.nats_url, settings.host_id, _stop_on_signals(), settings)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

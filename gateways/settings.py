@@ -36,6 +36,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_ttl_seconds: int = 12 * 3600
     host_id: str = socket.gethostname()
     """This hypervisor's name, for ``scloud hostd``."""
+    host_driver: str = "libvirt"
+    """``libvirt`` (QEMU through libvirt, qcow2 disks) or ``simulated`` (in memory)."""
+    libvirt_uri: str = "qemu:///system"
+    libvirt_domain_type: str = "qemu"
+    """``qemu`` (TCG) or ``kvm``; KVM only where a smoke boot under it succeeds."""
+    host_state_dir: Path | None = None
+    """Where ``scloud hostd`` keeps disks and serial logs; None: ``state_dir``/host."""
+    host_observe_seconds: float = 30.0
+    """How often a host reports its observed instances."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -55,6 +64,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             stream_name=env.get("SCLOUD_STREAM", defaults.stream_name),
             subject_prefix=env.get("SCLOUD_SUBJECT_PREFIX", defaults.subject_prefix),
             host_id=env.get("SCLOUD_HOST_ID", defaults.host_id),
+            host_driver=env.get("SCLOUD_HOST_DRIVER", defaults.host_driver),
+            libvirt_uri=env.get("SCLOUD_LIBVIRT_URI", defaults.libvirt_uri),
+            libvirt_domain_type=env.get(
+                "SCLOUD_LIBVIRT_DOMAIN_TYPE", defaults.libvirt_domain_type
+            ),
+            host_state_dir=Path(env["SCLOUD_HOST_STATE_DIR"])
+            if env.get("SCLOUD_HOST_STATE_DIR")
+            else None,
+            host_observe_seconds=float(
+                env.get("SCLOUD_HOST_OBSERVE_SECONDS", str(defaults.host_observe_seconds))
+            ),
             token_key=env.get("SCLOUD_TOKEN_KEY") or None,
             token_ttl_seconds=int(
                 env.get("SCLOUD_TOKEN_TTL_SECONDS", str(defaults.token_ttl_seconds))

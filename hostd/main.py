@@ -3,15 +3,69 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import nats
 
+from gateways.settings import Settings
+from hostd.apply import Host, HostLayout
+from hostd.daemon import DaemonOptions, HostDaemon
+from hostd.drivers.compute.port import ComputeDriver
 from hostd.heartbeat import beat
+from hostd.storage.port import StorageDriver
 
 
-async def run_hostd(nats_url: str, host_id: str, stop: asyncio.Event, every: float = 5.0) -> None:
-    client = await nats.connect(nats_url, name=f"hostd-{host_id}", max_reconnect_attempts=-1)
+@contextlib.asynccontextmanager
+async def open_drivers(
+    settings: Settings, host_id: str, state_dir: Path
+) -> AsyncIterator[tuple[ComputeDriver, StorageDriver]]:
+    """The compute and storage drivers ``settings.host_driver`` names."""
+    if settings.host_driver == "simulated":
+        from hostd.drivers.compute.simulated import SimulatedCompute
+        from hostd.storage.simulated import SimulatedStorage
+
+        yield SimulatedCompute(host_id), SimulatedStorage()
+        return
+    if settings.host_driver != "libvirt":
+        raise ValueError(f"SCLOUD_HOST_DRIVER={settings.host_driver!r}: libvirt or simulated")
+    from hostd.drivers.compute.libvirt import LibvirtCompute
+    from hostd.storage.qcow2 import Qcow2Storage
+
+    compute = LibvirtCompute(settings.libvirt_uri, domain_type=settings.libvirt_domain_type)
     try:
-        await beat(client.jetstream(), host_id, stop, every)
+        yield compute, Qcow2Storage(state_dir)
     finally:
-        await client.drain()
+        await compute.close()
+
+
+async def run_hostd(
+    nats_url: str,
+    host_id: str,
+    stop: asyncio.Event,
+    settings: Settings | None = None,
+    every: float = 5.0,
+) -> None:
+    """Serve this host's commands and send its heartbeat every ``every`` seconds until stop."""
+    settings = settings or Settings()
+    state_dir = settings.host_state_dir or settings.state_dir / "host"
+    layout = HostLayout(state_dir)
+    if settings.host_driver != "simulated":
+        layout.create()
+    async with open_drivers(settings, host_id, state_dir) as (compute, storage):
+        host = Host(host_id, compute, storage, layout)
+
+        async def count() -> int:
+            return len(await compute.observed())
+
+        client = await nats.connect(nats_url, name=f"hostd-{host_id}", max_reconnect_attempts=-1)
+        try:
+            daemon = HostDaemon(
+                client, host, options=DaemonOptions(observe_every=settings.host_observe_seconds)
+            )
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(daemon.run(stop))
+                tasks.create_task(beat(client.jetstream(), host_id, stop, every, count))
+        finally:
+            await client.drain()

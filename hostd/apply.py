@@ -1,0 +1,127 @@
+"""Applying one host command: "ensure this desired state" through the storage and compute ports.
+
+A plain function of (command, dependencies): every step is idempotent, so applying a
+command twice (a redelivery, a repeat) ends where applying it once does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateways.bus.hostwire import Action, GuestSpec, HostCommand, HostOutcome
+from gateways.bus.hostwire import PowerState as WireState
+from hostd.drivers.compute.port import ComputeDriver, DriverError, InstanceSpec, Nic
+from hostd.storage.port import RootDisk, StorageDriver, StorageError
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    """Where a host keeps its per-instance files (disks are the storage driver's)."""
+
+    state_dir: Path
+
+    @property
+    def serial_dir(self) -> Path:
+        return self.state_dir / "serial"
+
+    def serial_log(self, instance_id: str) -> Path:
+        return self.serial_dir / f"{instance_id}.log"
+
+    def create(self) -> None:
+        self.serial_dir.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class Host:
+    """What applying a command needs: the host's name, its drivers and its layout."""
+
+    host_id: str
+    compute: ComputeDriver
+    storage: StorageDriver
+    layout: HostLayout
+
+
+def tap_name(instance_id: str, index: int) -> str:
+    """The tap of an instance's ``index``-th NIC: 15 characters at most (IFNAMSIZ - 1).
+
+    Derived from the instance id alone, so the network driver names the same device.
+    """
+    if not 0 <= index < 256:
+        raise ValueError(f"NIC index {index} out of range")
+    digest = hashlib.blake2b(instance_id.encode(), digest_size=5).hexdigest()
+    return f"tap{digest}{index:02x}"
+
+
+def instance_spec(
+    instance_id: str, guest: GuestSpec, disk: RootDisk, layout: HostLayout
+) -> InstanceSpec:
+    return InstanceSpec(
+        instance_id=instance_id,
+        vcpus=guest.vcpus,
+        memory_mb=guest.memory_mb,
+        disk_path=disk.path,
+        disk_format=disk.format,
+        kernel=guest.kernel,
+        initrd=guest.initrd,
+        cmdline=guest.cmdline,
+        nics=tuple(Nic(mac, tap_name(instance_id, i)) for i, mac in enumerate(guest.macs)),
+        gpus=guest.gpus,
+        serial_log=str(layout.serial_log(instance_id)),
+    )
+
+
+async def observe(host: Host, instance_id: str) -> WireState:
+    """The instance's power state as the wire names it; CRASHED when the hypervisor will not say."""
+    try:
+        return WireState((await host.compute.state(instance_id)).value)
+    except DriverError:
+        return WireState.CRASHED
+
+
+async def enact(host: Host, command: HostCommand) -> None:
+    """Make the command's desired state hold; raises DriverError or StorageError with the cause."""
+    instance_id = command.instance_id
+    match command.action:
+        case Action.ENSURE_RUNNING:
+            if command.spec is None:
+                raise DriverError("ensure_running needs a guest spec")
+            disk = await host.storage.ensure_root_disk(
+                instance_id,
+                image_location=command.spec.image_location,
+                image_format=command.spec.image_format,
+                size_gb=command.spec.disk_gb,
+            )
+            await host.compute.define(instance_spec(instance_id, command.spec, disk, host.layout))
+            await host.compute.start(instance_id)
+        case Action.ENSURE_STOPPED:
+            await host.compute.stop(instance_id, force=command.force)
+        case Action.REBOOT:
+            await host.compute.reboot(instance_id, hard=command.hard)
+        case Action.ENSURE_ABSENT:
+            await host.compute.undefine(instance_id)
+            await host.storage.delete_root_disk(instance_id)
+            host.layout.serial_log(instance_id).unlink(missing_ok=True)
+
+
+async def apply(host: Host, command: HostCommand) -> HostOutcome:
+    """Enact the command and say how it went: ok, or the driver's cause, and the state seen."""
+    error: str | None = None
+    try:
+        await enact(host, command)
+    except (DriverError, StorageError) as failure:
+        error = str(failure) or type(failure).__name__
+    return outcome(host, command, await observe(host, command.instance_id), error)
+
+
+def outcome(host: Host, command: HostCommand, state: WireState, error: str | None) -> HostOutcome:
+    return HostOutcome(
+        step_id=command.step_id,
+        host_id=host.host_id,
+        instance_id=command.instance_id,
+        action=command.action,
+        ok=error is None,
+        state=state,
+        error=error,
+    )
