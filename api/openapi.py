@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+import msgspec.inspect
 
 from api.call import MIN_POSITION_HEADER, POSITION_HEADER
 from api.problems import Problem
@@ -116,12 +117,49 @@ def build_document(endpoints: Sequence[Endpoint], *, version: str = "1") -> dict
 def _schemas(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     bodies = [e.body for e in endpoints if e.body is not None]
     answers = [e.response for e in endpoints if _is_struct(e.response)]
-    _, components = msgspec.json.schema_components([Problem, *bodies, *answers], ref_template=REF)
+    every = [Problem, *bodies, *answers]
+    _, components = msgspec.json.schema_components(every, ref_template=REF)
+    _with_datetime_formats(components, every)
     _, taken = msgspec.json.schema_components(bodies, ref_template=REF)
     return {
         name: _without_nul(schema) if name in taken else schema
         for name, schema in sorted(components.items())
     }
+
+
+def _with_datetime_formats(components: dict[str, Any], types: Sequence[Any]) -> None:
+    """Mark datetime fields ``date-time``: msgspec says only ``string``, yet decodes RFC 3339."""
+    seen: set[str] = set()
+    pending = list(msgspec.inspect.multi_type_info(types))
+    while pending:
+        info = pending.pop()
+        if isinstance(info, msgspec.inspect.StructType):
+            name = info.cls.__name__
+            if name in seen:
+                continue
+            seen.add(name)
+            for field in info.fields:
+                if _is_datetime(field.type) and name in components:
+                    _mark_date_time(components[name]["properties"][field.encode_name])
+                pending.append(field.type)
+        elif isinstance(info, msgspec.inspect.UnionType):
+            pending.extend(info.types)
+        elif isinstance(info, msgspec.inspect.CollectionType):
+            pending.append(info.item_type)
+        elif isinstance(info, msgspec.inspect.DictType):
+            pending.append(info.value_type)
+
+
+def _is_datetime(info: msgspec.inspect.Type) -> bool:
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_is_datetime(t) for t in info.types)
+    return isinstance(info, msgspec.inspect.DateTimeType)
+
+
+def _mark_date_time(schema: dict[str, Any]) -> None:
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "string":
+            option["format"] = "date-time"
 
 
 def _without_nul(schema: Any) -> Any:
@@ -274,6 +312,7 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
 
 def _query_fields(kind: type[msgspec.Struct]) -> list[tuple[str, dict[str, Any], bool]]:
     _, components = msgspec.json.schema_components([kind], ref_template=REF)
+    _with_datetime_formats(components, [kind])
     struct = components[kind.__name__]
     required = set(struct.get("required", ()))
     fields = []

@@ -30,6 +30,14 @@ NO_NUL = "text may not contain U+0000"
 """PostgreSQL cannot store it in text or jsonb, so no read model could ever show it."""
 
 
+REFUSALS = ("invalid body:", "invalid query:", "invalid header:")
+"""How every refusal of the decoding below begins: the request does not fit the declared types.
+
+A request the OpenAPI document allows must never get one (the Schemathesis test checks it);
+refusals a handler or the domain decides on say something else.
+"""
+
+
 class UnsupportedMediaType(ValidationFailed):
     code = "unsupported_media_type"
     status = 415
@@ -126,6 +134,7 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
                     await call.audit_denial(Forbidden(f"{endpoint.action}: {reason}"))
                     raise Forbidden(f"not allowed: {reason}", action=endpoint.action)
         _check_path_id(endpoint, request)
+        _check_positions(request)
         if endpoint.query is not None:
             call.query = _convert(endpoint.query, dict(request.query), "query")
         if endpoint.body is not None:
@@ -146,9 +155,11 @@ def _check_positions(request: web.Request) -> None:
     """The read-your-writes position, by query or header, is an integer wherever it is given."""
     from api.call import MIN_POSITION_HEADER
 
-    for given in (request.query.get("min_position"), request.headers.get(MIN_POSITION_HEADER)):
-        if given is not None and not _INTEGER.fullmatch(given):
-            raise ValidationFailed("min_position must be an integer")
+    query, header = request.query.get("min_position"), request.headers.get(MIN_POSITION_HEADER)
+    if query is not None and not _INTEGER.fullmatch(query):
+        raise ValidationFailed("invalid query: min_position must be an integer")
+    if header is not None and not _INTEGER.fullmatch(header):
+        raise ValidationFailed(f"invalid header: {MIN_POSITION_HEADER} must be an integer")
 
 
 def _convert(kind: type[msgspec.Struct], values: dict[str, str], where: str) -> Any:
@@ -162,14 +173,14 @@ def _convert(kind: type[msgspec.Struct], values: dict[str, str], where: str) -> 
 
 async def _decode_body(request: web.Request, kind: type[msgspec.Struct]) -> Any:
     if request.content_type not in ("application/json", "application/merge-patch+json"):
-        raise UnsupportedMediaType("send the body as application/json")
+        raise UnsupportedMediaType("invalid header: send the body as application/json")
     raw = await request.read() or b"{}"
     try:
         body = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as error:
         body = _with_integral_floats(raw, kind, error)
     except msgspec.DecodeError:
-        raise ValidationFailed("the body is not valid JSON") from None
+        raise ValidationFailed("invalid body: not valid JSON") from None
     # JSON can carry U+0000 only as an escape: look closer only when one is there.
     if b"\\u0000" in raw and _holds_nul(msgspec.to_builtins(body)):
         raise ValidationFailed(f"invalid body: {NO_NUL}")
@@ -180,8 +191,10 @@ def _with_integral_floats(raw: bytes, kind: type[msgspec.Struct], error: Excepti
     """Decode again reading ``5.0`` as ``5``: JSON Schema's integers include it, msgspec's not."""
     try:
         return msgspec.convert(_integral(msgspec.json.decode(raw)), kind)
-    except msgspec.ValidationError:
+    except msgspec.ValidationError:  # a DecodeError too: it goes first
         raise ValidationFailed(f"invalid body: {error}") from None
+    except msgspec.DecodeError:
+        raise ValidationFailed("invalid body: not valid JSON") from None
 
 
 def _integral(value: Any) -> Any:
