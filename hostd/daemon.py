@@ -12,6 +12,7 @@ import logging
 
 import msgspec
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 from gateways.waiting import wait_any
 from hostd import observer
@@ -19,7 +20,13 @@ from hostd.apply import Host
 from hostd.outcomes import JetStreamOutcomes, OutcomeSink
 from hostd.pull import Puller, PullHub
 from hostd.runner import HostRunner
-from hostd.streams import HostBus, checked_host_id, ensure_consumer, ensure_streams
+from hostd.streams import (
+    HostBus,
+    checked_host_id,
+    durable_name,
+    ensure_consumer,
+    ensure_streams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +102,25 @@ class HostDaemon:
             self.nc, self.bus, self.host.host_id, self.host.compute
         )
 
+    async def check_consumer(self) -> None:
+        """Recreate the host's consumer (and streams) if they were deleted under it.
+
+        A pull on a consumer that no longer exists gets no answer at all: without this
+        check the host would wait for commands forever.
+        """
+        try:
+            await self.js.consumer_info(self.bus.commands_stream, durable_name(self.host.host_id))
+        except NotFoundError:
+            log.warning("hostd %s: its consumer was gone; recreating it", self.host.host_id)
+            await ensure_streams(self.js, self.bus)
+            await ensure_consumer(
+                self.js,
+                self.host.host_id,
+                self.bus,
+                ack_wait=self.options.ack_wait,
+                window=self.options.window,
+            )
+
     async def run(self, stop: asyncio.Event) -> None:
         """Serve commands and report observed state until ``stop`` is set."""
         await ensure_streams(self.js, self.bus)
@@ -117,6 +143,7 @@ class HostDaemon:
         while not stop.is_set():
             try:
                 await self.report()
+                await self.check_consumer()
             except Exception as error:
-                log.warning("hostd %s: observed-state report failed: %s", self.host.host_id, error)
+                log.warning("hostd %s: periodic report failed: %s", self.host.host_id, error)
             await wait_any(stop, timeout=self.options.observe_every)

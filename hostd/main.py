@@ -13,8 +13,9 @@ from gateways.settings import Settings
 from hostd.apply import Host, HostLayout
 from hostd.daemon import DaemonOptions, HostDaemon
 from hostd.drivers.compute.port import ComputeDriver
-from hostd.heartbeat import beat
+from hostd.heartbeat import BUCKET, beat
 from hostd.storage.port import StorageDriver
+from hostd.streams import HostBus, checked_host_id
 
 
 @contextlib.asynccontextmanager
@@ -46,9 +47,19 @@ async def run_hostd(
     stop: asyncio.Event,
     settings: Settings | None = None,
     every: float = 5.0,
+    *,
+    bus: HostBus | None = None,
+    bucket_name: str = BUCKET,
 ) -> None:
-    """Serve this host's commands and send its heartbeat every ``every`` seconds until stop."""
+    """Serve this host's commands and send its heartbeat every ``every`` seconds until stop.
+
+    ``bus`` and ``bucket_name`` name other streams and another heartbeat bucket (tests).
+    """
     settings = settings or Settings()
+    try:
+        checked_host_id(host_id)
+    except ValueError as error:
+        raise ValueError(f"{error} (set SCLOUD_HOST_ID)") from None
     state_dir = settings.host_state_dir or settings.state_dir / "host"
     layout = HostLayout(state_dir)
     if settings.host_driver != "simulated":
@@ -62,10 +73,15 @@ async def run_hostd(
         client = await nats.connect(nats_url, name=f"hostd-{host_id}", max_reconnect_attempts=-1)
         try:
             daemon = HostDaemon(
-                client, host, options=DaemonOptions(observe_every=settings.host_observe_seconds)
+                client,
+                host,
+                bus=bus,
+                options=DaemonOptions(observe_every=settings.host_observe_seconds),
             )
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(daemon.run(stop))
-                tasks.create_task(beat(client.jetstream(), host_id, stop, every, count))
+                tasks.create_task(
+                    beat(client.jetstream(), host_id, stop, every, count, bucket_name=bucket_name)
+                )
         finally:
             await client.drain()

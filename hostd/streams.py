@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import msgspec
@@ -28,6 +29,8 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from gateways.bus import hostwire
+
+log = logging.getLogger(__name__)
 
 OBSERVED_PREFIX = "observed.host"
 COMMAND_MAX_AGE = 24 * 3600.0
@@ -118,11 +121,22 @@ def consumer_config(host_id: str, bus: HostBus, *, ack_wait: float, window: int)
 async def ensure_consumer(
     js: JetStreamContext, host_id: str, bus: HostBus, *, ack_wait: float, window: int
 ) -> str:
-    """Create the host's consumer unless it exists (a restarted host resumes it); its name."""
+    """Create the host's consumer unless it exists (a restarted host resumes it); its name.
+
+    An existing consumer keeps its position and what it has delivered; only its ack wait
+    and window follow the daemon's options (the server updates those in place).
+    """
     config = consumer_config(host_id, bus, ack_wait=ack_wait, window=window)
     assert config.durable_name is not None
     try:
-        await js.consumer_info(bus.commands_stream, config.durable_name)
+        info = await js.consumer_info(bus.commands_stream, config.durable_name)
     except NotFoundError:
         await js.add_consumer(bus.commands_stream, config)
+        return config.durable_name
+    current = info.config
+    if (current.ack_wait, current.max_ack_pending) != (config.ack_wait, config.max_ack_pending):
+        try:
+            await js.add_consumer(bus.commands_stream, config)
+        except BadRequestError as error:
+            log.warning("consumer %s keeps its old settings: %s", config.durable_name, error)
     return config.durable_name
