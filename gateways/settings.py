@@ -66,9 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             host_id=env.get("SCLOUD_HOST_ID", defaults.host_id),
             host_driver=env.get("SCLOUD_HOST_DRIVER", defaults.host_driver),
             libvirt_uri=env.get("SCLOUD_LIBVIRT_URI", defaults.libvirt_uri),
-            libvirt_domain_type=env.get(
-                "SCLOUD_LIBVIRT_DOMAIN_TYPE", defaults.libvirt_domain_type
-            ),
+            libvirt_domain_type=env.get("SCLOUD_LIBVIRT_DOMAIN_TYPE", defaults.libvirt_domain_type),
             host_state_dir=Path(env["SCLOUD_HOST_STATE_DIR"])
             if env.get("SCLOUD_HOST_STATE_DIR")
             else None,
