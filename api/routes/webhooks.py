@@ -124,10 +124,10 @@ async def _with_secret(call: Call, outcome: Outcome) -> web.Response:
 async def create_webhook(call: Call) -> web.Response:
     body: CreateWebhook = call.body
     tenant_id = tenant_of(call)
-    await check_target(check_url(body.url), allow_private=False)
     secrets = webhook_secrets(call.platform.settings)
 
     async def decide(unit: UnitOfWork) -> Decided:
+        await check_target(check_url(body.url), allow_private=False)
         webhook = Webhook(
             tenant_id=tenant_id,
             url=body.url,

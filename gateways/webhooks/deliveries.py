@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from gateways.eventstore.schema import checked_schema
+from gateways.eventstore.schema import EVENTS_TABLE, checked_schema
 from gateways.webhooks.sender import Attempt
 from projections.webhooks.registry import WebhookRegistry
 
@@ -372,7 +372,17 @@ class DeliveryLog:
             status = SUCCEEDED if attempt.ok else FAILED
             await self._log(conn, delivery, status, attempt, request.position)
 
-    # -- the API's side ----------------------------------------------------------------
+    # -- the API's and the operators' side ---------------------------------------------
+
+    async def backlog(self, pool: asyncpg.Pool) -> dict[str, int]:
+        """Per webhook not deleted: its tenant's events it has not yet passed (for /metrics)."""
+        rows = await pool.fetch(
+            f"SELECT c.webhook_id, (SELECT count(*) FROM {self.schema}.{EVENTS_TABLE} e "
+            "WHERE e.tenant_id = r.tenant_id AND e.notification_id > c.position) "
+            f"FROM {self.cursors} c JOIN {self.registry.table} r USING (webhook_id) "
+            "WHERE r.status <> 'deleted'"
+        )
+        return {row[0]: int(row[1]) for row in rows}
 
     async def cursor(self, pool: asyncpg.Pool, webhook_id: str) -> Cursor | None:
         row = await pool.fetchrow(

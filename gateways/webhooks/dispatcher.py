@@ -79,6 +79,7 @@ class WebhookDispatcher:
         self._dirty: dict[str, int] = {}
         """Webhooks that may have events to send, with a count of marks (see ``_drain``)."""
         self._config: dict[str, tuple[Any, ...]] = {}
+        self._known: set[str] = set()
         self._seen = 0
         self._dead_lettered: set[tuple[str, int, int]] = set()
 
@@ -118,18 +119,20 @@ class WebhookDispatcher:
         """One look at everything; returns how long it may sleep if nothing wakes it."""
         pool = self.store.pool
         await self.registry.catch_up()
-        tenants = await self._tenants_with_new_events()
+        targets = {t.webhook_id: t for t in await self.log.targets(pool)}
+        tenants = await self._tenants_with_new_events(bool(targets))
         now = datetime.now(UTC)
         timeout = self.policy.idle_poll
-        targets = {t.webhook_id: t for t in await self.log.targets(pool)}
         self._config = {key: _config(t) for key, t in targets.items()}
         for target in targets.values():
             webhook_id = target.webhook_id
             cursor = await self.log.sync(pool, target)
             if cursor is None:
                 continue
-            if target.cursor is None or cursor is not target.cursor or target.tenant_id in tenants:
-                self._mark(webhook_id)
+            news = webhook_id not in self._known or cursor is not target.cursor
+            if news or target.tenant_id in tenants:
+                self._mark(webhook_id)  # new to us (a restart), replayed, resumed, or new events
+            self._known.add(webhook_id)
             if target.status != ACTIVE or webhook_id in self._tasks:
                 continue
             if cursor.failures >= self.policy.max_failures:
@@ -151,8 +154,11 @@ class WebhookDispatcher:
                 self._start(key, self._redeliver(target_of_request, request))
         return max(timeout, 0.0)
 
-    async def _tenants_with_new_events(self) -> set[str]:
+    async def _tenants_with_new_events(self, wanted: bool) -> set[str]:
         tenants: set[str] = set()
+        if not wanted:  # no webhooks anywhere: skip ahead without reading
+            self._seen = await self.store.last_position()
+            return tenants
         while True:
             batch = await self.store.read_all(after=self._seen, limit=_SCAN_BATCH)
             if not batch:

@@ -8,20 +8,20 @@ receiver, and only then resumed.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from gateways.webhooks import policy as policies
 from gateways.webhooks.policy import DeliveryPolicy
 from tests.api.conftest import Api, Caller
 from tests.api.conftest import api as api  # the platform fixture, for tests in this folder
+from tests.integration.conftest import schema as schema
+from tests.integration.conftest import store as store
+from tests.webhooks.receiver import Receiver
 
 FAST = DeliveryPolicy(
     timeout=0.5,
@@ -60,77 +60,6 @@ def _fields(policy: DeliveryPolicy) -> dict[str, Any]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "webhook_policy(**fields): the dispatcher's policy")
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-    status: int
-
-    @property
-    def event(self) -> dict[str, Any]:
-        parsed: dict[str, Any] = json.loads(self.body)
-        return parsed
-
-
-@dataclass
-class Receiver:
-    """An HTTP endpoint on 127.0.0.1 that can answer errors, hang, or close its port."""
-
-    port: int = 0
-    answer: int = 204
-    hang: float = 0.0
-    requests: list[Received] = field(default_factory=list)
-    _runner: web.AppRunner | None = None
-    _site: web.TCPSite | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    @property
-    def acknowledged(self) -> list[Received]:
-        return [r for r in self.requests if 200 <= r.status < 300]
-
-    def first_acknowledged(self) -> dict[str, Received]:
-        """Acknowledged requests deduplicated by event id, the way receivers should."""
-        seen: dict[str, Received] = {}
-        for received in self.acknowledged:
-            seen.setdefault(received.headers["Scloud-Event-Id"], received)
-        return seen
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        if self.hang:
-            # Longer than the sender's timeout: it has given up before this answer.
-            await asyncio.sleep(self.hang)
-            self.requests.append(Received(dict(request.headers), body, 0))
-            return web.Response(status=504)
-        self.requests.append(Received(dict(request.headers), body, self.answer))
-        return web.Response(status=self.answer)
-
-    async def up(self) -> None:
-        if self._runner is None:
-            app = web.Application()
-            app.router.add_post("/hook", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
-        await self._site.start()
-        if self.port == 0:
-            self.port = self._runner.addresses[0][1]
-
-    async def down(self) -> None:
-        """Close the port: connections are refused until ``up``."""
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-
-    async def close(self) -> None:
-        await self.down()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from typing import Any
 from tests.api.conftest import Api
 from tests.webhooks.conftest import (
     NEVER_CONTACTED,
-    Receiver,
     documented_verifier,
     eventually,
     loopback_webhook,
 )
+from tests.webhooks.receiver import Receiver
 
 REFUSED = {
     "http://127.0.0.1:8080/hook": "webhook_target_not_public",

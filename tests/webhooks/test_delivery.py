@@ -15,7 +15,8 @@ import pytest
 
 from gateways.eventstore.records import RecordedEvent
 from tests.api.conftest import Api, Caller
-from tests.webhooks.conftest import Receiver, documented_verifier, eventually, loopback_webhook
+from tests.webhooks.conftest import documented_verifier, eventually, loopback_webhook
+from tests.webhooks.receiver import Receiver
 
 
 async def _created_at(api: Api, webhook_id: str) -> int:
