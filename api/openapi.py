@@ -169,6 +169,8 @@ def _without_nul(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     result = {k: _without_nul(v) if k != "enum" else v for k, v in schema.items()}
+    if result.get("type") == "object" and isinstance(result.get("additionalProperties"), dict):
+        result["propertyNames"] = {"pattern": NO_NUL}  # a map's keys are text too
     if result.get("type") == "string" and "format" not in result and "enum" not in result:
         if "pattern" not in result:
             result["pattern"] = NO_NUL
