@@ -12,7 +12,7 @@ but before the commit sends that event again, under the same event id.)
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -248,36 +248,38 @@ class DeliveryLog:
         replayed meanwhile, and this attempt is not logged.
         """
         async with pool.acquire() as conn, conn.transaction():
+            # Not waiting for the flush is safe here: a commit lost with a crash of the
+            # database takes its cursor move with it, and the event is simply sent again.
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            # Compare-and-set: the cursor moves only from where the attempt started.
             row = await conn.fetchrow(
-                f"SELECT position, replay_seq, pending_delivery_id FROM {self.cursors} "
-                "WHERE webhook_id = $1 FOR UPDATE",
+                f"""UPDATE {self.cursors} c SET
+                    position = CASE WHEN $4 THEN $5 ELSE c.position END,
+                    failures = CASE WHEN $4 THEN 0 ELSE c.failures + 1 END,
+                    pending_delivery_id = CASE WHEN $4 THEN NULL ELSE $7 END,
+                    pending_position = CASE WHEN $4 THEN NULL ELSE $5 END,
+                    next_attempt_at = $6, updated_at = now()
+                FROM (SELECT webhook_id, pending_delivery_id FROM {self.cursors}
+                      WHERE webhook_id = $1 FOR UPDATE) before
+                WHERE c.webhook_id = before.webhook_id AND c.position = $2
+                    AND c.replay_seq = $3
+                RETURNING c.failures, before.pending_delivery_id""",
                 delivery.webhook_id,
-            )
-            if row is None or (row[0], row[1]) != expected:
-                return None
-            if row[2] is not None and row[2] != delivery.delivery_id:
-                # The filters changed since that delivery failed: its event is no longer due.
-                await self._abandon(conn, row[2])
-            await self._log(conn, delivery, SUCCEEDED if attempt.ok else RETRYING, attempt)
-            if attempt.ok:
-                await conn.execute(
-                    f"UPDATE {self.cursors} SET position = $2, failures = 0, "
-                    "pending_delivery_id = NULL, pending_position = NULL, "
-                    "next_attempt_at = now(), updated_at = now() WHERE webhook_id = $1",
-                    delivery.webhook_id,
-                    delivery.position,
-                )
-                return 0
-            failures = await conn.fetchval(
-                f"UPDATE {self.cursors} SET failures = failures + 1, next_attempt_at = $2, "
-                "pending_delivery_id = $3, pending_position = $4, updated_at = now() "
-                "WHERE webhook_id = $1 RETURNING failures",
-                delivery.webhook_id,
-                next_attempt_at,
-                delivery.delivery_id,
+                expected[0],
+                expected[1],
+                attempt.ok,
                 delivery.position,
+                datetime.now(UTC) if attempt.ok else next_attempt_at,
+                delivery.delivery_id,
             )
-            return int(failures)
+            if row is None:
+                return None
+            failures, previous = int(row[0]), row[1]
+            if previous is not None and previous != delivery.delivery_id:
+                # The filters changed since that delivery failed: its event is no longer due.
+                await self._abandon(conn, previous)
+            await self._log(conn, delivery, SUCCEEDED if attempt.ok else RETRYING, attempt)
+            return failures
 
     async def _abandon(self, conn: asyncpg.Connection | asyncpg.Pool, delivery_id: str) -> None:
         await conn.execute(
@@ -295,15 +297,19 @@ class DeliveryLog:
         attempt: Attempt,
         request_position: int | None = None,
     ) -> None:
-        number = await conn.fetchval(
-            f"""INSERT INTO {self.deliveries} AS d (delivery_id, webhook_id, tenant_id, event_id,
-                position, event_type, resource_id, status, attempts, last_status_code,
-                last_error, redelivery_of, request_position)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12)
-            ON CONFLICT (delivery_id) DO UPDATE SET attempts = d.attempts + 1,
-                status = excluded.status, last_attempt_at = now(),
-                last_status_code = excluded.last_status_code, last_error = excluded.last_error
-            RETURNING attempts""",
+        await conn.execute(
+            f"""WITH d AS (
+                INSERT INTO {self.deliveries} AS d (delivery_id, webhook_id, tenant_id,
+                    event_id, position, event_type, resource_id, status, attempts,
+                    last_status_code, last_error, redelivery_of, request_position)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12)
+                ON CONFLICT (delivery_id) DO UPDATE SET attempts = d.attempts + 1,
+                    status = excluded.status, last_attempt_at = now(),
+                    last_status_code = excluded.last_status_code,
+                    last_error = excluded.last_error
+                RETURNING delivery_id, attempts)
+            INSERT INTO {self.attempts} (delivery_id, attempt, status_code, latency_ms, error)
+            SELECT delivery_id, attempts, $9, $13, $10 FROM d""",
             delivery.delivery_id,
             delivery.webhook_id,
             delivery.tenant_id,
@@ -316,15 +322,7 @@ class DeliveryLog:
             attempt.error,
             delivery.redelivery_of,
             request_position,
-        )
-        await conn.execute(
-            f"INSERT INTO {self.attempts} (delivery_id, attempt, status_code, latency_ms, error) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            delivery.delivery_id,
-            number,
-            attempt.status_code,
             attempt.latency_ms,
-            attempt.error,
         )
 
     async def give_up(self, pool: asyncpg.Pool, delivery_id: str) -> None:

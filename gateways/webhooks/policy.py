@@ -14,8 +14,9 @@ class DeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds for one attempt, connection to last byte."""
     backoff_initial: float = 1.0
     backoff_cap: float = 300.0
-    max_failures: int = 15
-    """Consecutive failed attempts after which the webhook is dead-lettered (~50 min)."""
+    max_failures: int = 20
+    """Consecutive failed attempts after which the webhook is dead-lettered: with the
+    backoff above, 30 to 60 minutes after the first failure."""
     batch_size: int = 100
     """Events read per query while draining one webhook."""
     concurrency: int = 32

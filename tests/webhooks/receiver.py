@@ -30,6 +30,7 @@ class Receiver:
     answer: int = 204
     hang: float = 0.0
     requests: list[Received] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
     _site: web.TCPSite | None = None
 
@@ -56,7 +57,15 @@ class Receiver:
             self.requests.append(Received(dict(request.headers), body, 0))
             return web.Response(status=504)
         self.requests.append(Received(dict(request.headers), body, self.answer))
+        self._arrived.set()
         return web.Response(status=self.answer)
+
+    async def until_acknowledged(self, count: int, timeout: float) -> None:
+        """Wait until ``count`` requests were acknowledged."""
+        async with asyncio.timeout(timeout):
+            while len(self.acknowledged) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
 
     async def up(self) -> None:
         if self._runner is None:
