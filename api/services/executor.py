@@ -6,6 +6,9 @@ Every command, successful, failed or denied, leaves an Operation: that is what t
 
 from __future__ import annotations
 
+import asyncio
+import random
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -76,6 +79,12 @@ class CommandExecutor:
     def __init__(self, repository: Repository) -> None:
         self.repository = repository
         self._in_flight: set[str] = set()
+        # Commands of one tenant mostly touch the same aggregates (its quota ledger above
+        # all): running them one at a time per process turns a storm of version conflicts
+        # into a queue. Conflicts with other processes are still retried.
+        self._tenant_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def run(
         self,
@@ -104,10 +113,20 @@ class CommandExecutor:
                 raise IdempotencyKeyInUse("a request with this Idempotency-Key is still running")
             self._in_flight.add(command_id)
         try:
-            return await self._run(context, action, decide, source, if_match, target)
+            lock = self._lock_for(context.tenant_id)
+            async with lock:
+                return await self._run(context, action, decide, source, if_match, target)
         finally:
             if command_id is not None:
                 self._in_flight.discard(command_id)
+
+    def _lock_for(self, tenant_id: str | None) -> asyncio.Lock:
+        key = tenant_id or ""
+        lock = self._tenant_locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._tenant_locks[key] = lock
+        return lock
 
     async def _run(
         self,
@@ -139,7 +158,10 @@ class CommandExecutor:
             except ConcurrencyConflict:
                 if attempt == MAX_ATTEMPTS - 1:
                     raise
-                continue  # someone changed what we read: decide again on fresh state
+                # Someone (another process) changed what we read: decide again on fresh
+                # state, after a short random pause so that racers spread out.
+                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # noqa: S311
+                continue
             if appended.replayed:
                 return _refused_again(self._stored(appended.result, appended.last_position))
             outcome.position = appended.last_position

@@ -83,7 +83,9 @@ class PostgresEventStore:
     async def open(
         cls, dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any
     ) -> PostgresEventStore:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, reset=_nothing_to_reset
+        )
         assert pool is not None
         async with pool.acquire() as conn:
             await ensure_schema(conn, schema)
@@ -179,3 +181,11 @@ class PostgresEventStore:
                         continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=idle_poll)
+
+
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's per-release ``RESET ALL`` round trip: we set no session state.
+
+    asyncpg still rolls back an open transaction and drops listeners on release; the one
+    session-level lock we take (the relay's) is released explicitly.
+    """
