@@ -77,6 +77,9 @@ async def open_platform(
             platform = Platform(
                 settings, store, Repository(store), client, client.jetstream(), signer
             )
+            # Read models exist before anything is served, even while no worker runs yet.
+            for projection in platform.projections():
+                await ProjectionRunner(store, projection).setup()
             await platform.identity.catch_up(store)
             yield platform
         finally:

@@ -30,6 +30,7 @@ from domain.ids import new_id
 from domain.inventory.cluster import Cluster
 from domain.inventory.flavor import Flavor
 from domain.inventory.host import DISABLED, MAINTENANCE, Host
+from domain.inventory.region import Region
 from domain.quota.ledger import QuotaLedger, ledger_id
 
 MAX_BATCH = 50
@@ -108,6 +109,10 @@ async def create_instances(
             field="disk_gb",
         )
     ledger = await unit.get(ledger_id(tenant_id), QuotaLedger)
+    region = await unit.find(region_id, Region)
+    if region is None:
+        raise ValidationFailed(f"{region_id} is not a region", field="region_id")
+    region_defaults = region.quota_defaults
     hosts: dict[str, Host] = {}
     clusters: dict[str, Cluster] = {}
     views: list[HostView] = []
@@ -140,7 +145,7 @@ async def create_instances(
             instance_id,
             region_id,
             {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb},
-            {},
+            region_defaults,
         )
         host = hosts[decision.host_id]
         cluster = clusters[host.cluster_id]
