@@ -126,12 +126,16 @@ class HostDaemon:
         await ensure_streams(self.js, self.bus)
         hub = PullHub(self.nc, expires=self.options.pull_expires, keepalive=self.options.keepalive)
         await hub.start()
-        reports = asyncio.create_task(self._report_every(stop), name="hostd-observed")
+        halt = asyncio.Event()
+        reports = asyncio.create_task(self._report_every(stop, halt), name="hostd-observed")
         try:
             puller = await self.attach(hub)
             await stop.wait()
             await self.detach(hub, puller)
         finally:
+            # ``halt`` as well as cancel: nats-py's requests use wait_for, which on 3.11 can
+            # swallow a cancellation; the loop must end anyway, or it outlives the daemon.
+            halt.set()
             reports.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reports
@@ -139,11 +143,11 @@ class HostDaemon:
             await self.runner.lanes.cancel()
             await hub.close()
 
-    async def _report_every(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+    async def _report_every(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
+        while not (stop.is_set() or halt.is_set()):
             try:
                 await self.report()
                 await self.check_consumer()
             except Exception as error:
                 log.warning("hostd %s: periodic report failed: %s", self.host.host_id, error)
-            await wait_any(stop, timeout=self.options.observe_every)
+            await wait_any(stop, halt, timeout=self.options.observe_every)

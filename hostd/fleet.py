@@ -116,9 +116,9 @@ class SimulatedFleet:
         await self.close()
 
     @property
-    def applied(self) -> int:
-        """Commands settled so far across the fleet."""
-        return sum(daemon.runner.settled for daemon in self.daemons.values())
+    def handled(self) -> int:
+        """Commands handled so far across the fleet."""
+        return sum(daemon.runner.handled for daemon in self.daemons.values())
 
     async def _report_every(self) -> None:
         while not self._stop.is_set():

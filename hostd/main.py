@@ -78,10 +78,20 @@ async def run_hostd(
                 bus=bus,
                 options=DaemonOptions(observe_every=settings.host_observe_seconds),
             )
+            # The heartbeat ends when the daemon does (on stop, or on a failure) through
+            # ``done``, not only through cancellation, which nats-py's wait_for can swallow.
+            done = asyncio.Event()
+
+            async def serve() -> None:
+                try:
+                    await daemon.run(stop)
+                finally:
+                    done.set()
+
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(daemon.run(stop))
+                tasks.create_task(serve())
                 tasks.create_task(
-                    beat(client.jetstream(), host_id, stop, every, count, bucket_name=bucket_name)
+                    beat(client.jetstream(), host_id, done, every, count, bucket_name=bucket_name)
                 )
         finally:
             await client.drain()

@@ -23,6 +23,8 @@ from hostd.outcomes import OutcomeSink
 
 log = logging.getLogger(__name__)
 
+_ACTIONS = frozenset(action.value for action in Action)
+
 
 class _Envelope(msgspec.Struct):
     """What can still be read from a command that does not decode."""
@@ -55,7 +57,7 @@ class HostRunner:
         self.lanes: Lanes[_Work] = Lanes(self._handle, limit=concurrency)
         self.applied: dict[str, int] = {}
         """Instance id → stream sequence of the last command applied to it."""
-        self.settled = 0
+        self.handled = 0
 
     def accept(self, msg: Msg) -> asyncio.Future[None]:
         """Queue a delivered command; the future is done once it is acked, termed or naked."""
@@ -81,7 +83,7 @@ class HostRunner:
             # A bug here must not stop the host: the command stays unacked and comes back.
             log.exception("hostd %s: command left unacked", self.host.host_id)
         finally:
-            self.settled += 1
+            self.handled += 1
             if not work.done.done():
                 work.done.set_result(None)
 
@@ -121,7 +123,7 @@ class HostRunner:
         """A command that cannot be applied: an error outcome when it names a step, then term."""
         envelope = _envelope(work.msg.data)
         problem = work.problem or "undecodable"
-        if envelope.step_id and envelope.action in Action._value2member_map_:
+        if envelope.step_id and envelope.action in _ACTIONS:
             state = (
                 await observe(self.host, envelope.instance_id)
                 if envelope.instance_id

@@ -94,7 +94,15 @@ async def ensure_streams(js: JetStreamContext, bus: HostBus) -> None:
     for config in (command_stream_config(bus), outcome_stream_config(bus)):
         assert config.name is not None
         try:
-            await js.stream_info(config.name)
+            info = await js.stream_info(config.name)
+            if info.config.retention != config.retention:
+                # Retention cannot change on a live stream; say so rather than guess.
+                log.warning(
+                    "stream %s has %s retention, hosts expect %s: delete it to recreate it",
+                    config.name,
+                    info.config.retention,
+                    config.retention,
+                )
         except NotFoundError:
             try:
                 await js.add_stream(config)
