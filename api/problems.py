@@ -72,6 +72,8 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             raise
         code = error.reason.lower().replace(" ", "_")
         response = problem_response(request, error.status, code, error.reason, error.text)
+        if "Allow" in error.headers:  # a 405 must say which methods the path has (RFC 9110)
+            response.headers["Allow"] = error.headers["Allow"]
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = problem_response(

@@ -303,6 +303,10 @@ async def test_what_the_fuzz_found_stays_fixed(api: Api) -> None:
     for response, status in cases:
         assert response.status == status, (response.url, await response.text())
         assert response.content_type == "application/problem+json"
+    # a method the path lacks: 405 problem+json that names the methods it has
+    wrong_method = await api.admin.client.delete("/v1/me")
+    assert wrong_method.status == 405 and wrong_method.content_type == "application/problem+json"
+    assert set(wrong_method.headers["Allow"].split(",")) >= {"GET"}
     # JSON Schema's integers include 5.0, which msgspec alone refused
     tenant = await api.settled(await api.admin.post("/v1/admin/tenants", json=_tenant()))
     recharge = await api.admin.post(
