@@ -15,19 +15,20 @@ from api.services.unit_of_work import UnitOfWork
 from domain.errors import NotFound, ValidationFailed
 from domain.subscriptions.webhook import Webhook
 from gateways.webhooks.deliveries import DeliveryLog
+from gateways.webhooks.queries import DeliveryQueries
 
 router = Router()
-_ready: dict[str, DeliveryLog] = {}
+_ready: dict[str, DeliveryQueries] = {}
 
 
-async def delivery_log(call: Call) -> DeliveryLog:
+async def delivery_log(call: Call) -> DeliveryQueries:
     """The log of this platform's schema; its tables are made on first use."""
     schema = call.platform.settings.schema
     found = _ready.get(schema)
     if found is None:
-        found = DeliveryLog(schema)
-        await found.ensure(call.platform.store.pool)
-        _ready[schema] = found
+        log = DeliveryLog(schema)
+        await log.ensure(call.platform.store.pool)
+        found = _ready[schema] = DeliveryQueries(log)
     return found
 
 

@@ -13,88 +13,23 @@ but before the commit sends that event again, under the same event id.)
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
-import msgspec
 
-from gateways.eventstore.schema import EVENTS_TABLE, checked_schema
+from gateways.eventstore.schema import checked_schema
+from gateways.webhooks.records import (
+    CURSOR_COLUMNS,
+    FAILED,
+    RETRYING,
+    SUCCEEDED,
+    Cursor,
+    Delivery,
+    RedeliveryRequest,
+    Target,
+    cursor_of,
+)
 from gateways.webhooks.sender import Attempt
 from projections.webhooks.registry import WebhookRegistry
-
-SUCCEEDED = "succeeded"
-RETRYING = "retrying"
-FAILED = "failed"
-
-
-class Cursor(msgspec.Struct, kw_only=True):
-    position: int
-    """Every event up to here is delivered or filtered out."""
-    replay_seq: int
-    resume_seq: int
-    failures: int
-    next_attempt_at: datetime
-    pending_delivery_id: str | None
-    """The delivery being retried, for the event at ``pending_position``."""
-    pending_position: int | None
-
-
-class Target(msgspec.Struct, kw_only=True):
-    """A webhook as the registry knows it, with the dispatcher's cursor (None: not begun)."""
-
-    webhook_id: str
-    tenant_id: str
-    url: str
-    event_types: list[str]
-    status: str
-    allow_private: bool
-    secret_salt: str
-    key_id: str
-    created_position: int
-    replay_seq: int
-    replay_after: int
-    resume_seq: int
-    cursor: Cursor | None
-
-
-class Delivery(msgspec.Struct, kw_only=True):
-    """One event sent to one webhook; its attempts share the delivery id."""
-
-    delivery_id: str
-    webhook_id: str
-    tenant_id: str
-    event_id: str
-    position: int
-    event_type: str
-    resource_id: str
-    redelivery_of: str | None = None
-
-
-class RedeliveryRequest(msgspec.Struct, kw_only=True):
-    position: int
-    """Of the ``RedeliveryRequested`` event: the request's identity."""
-    webhook_id: str
-    delivery_id: str
-    """The delivery to send again."""
-    event_position: int
-
-
-_DELIVERY_COLUMNS = (
-    "delivery_id, webhook_id, event_id, position, event_type, resource_id, status, attempts, "
-    "created_at, last_attempt_at, last_status_code, last_error, redelivery_of"
-)
-_CURSOR_COLUMNS = (
-    "position, replay_seq, resume_seq, failures, next_attempt_at, pending_delivery_id, "
-    "pending_position"
-)
-
-
-def _cursor(row: Any, offset: int = 0) -> Cursor | None:
-    if row[offset] is None:
-        return None
-    fields = ("position", "replay_seq", "resume_seq", "failures", "next_attempt_at")
-    values = {name: row[offset + i] for i, name in enumerate(fields)}
-    return Cursor(**values, pending_delivery_id=row[offset + 5], pending_position=row[offset + 6])
 
 
 class DeliveryLog:
@@ -164,7 +99,7 @@ class DeliveryLog:
         rows = await conn.fetch(
             f"SELECT r.webhook_id, tenant_id, url, event_types, status, allow_private, "
             f"secret_salt, key_id, created_position, r.replay_seq, replay_after, r.resume_seq, "
-            f"{', '.join('c.' + c for c in _CURSOR_COLUMNS.split(', '))} "
+            f"{', '.join('c.' + c for c in CURSOR_COLUMNS.split(', '))} "
             f"FROM {r} r LEFT JOIN {self.cursors} c USING (webhook_id) "
             "WHERE status <> 'deleted'"
         )
@@ -182,7 +117,7 @@ class DeliveryLog:
                 replay_seq=row[9],
                 replay_after=row[10],
                 resume_seq=row[11],
-                cursor=_cursor(row, 12),
+                cursor=cursor_of(row, 12),
             )
             for row in rows
         ]
@@ -220,7 +155,7 @@ class DeliveryLog:
                     replay_seq = greatest(replay_seq, $2), resume_seq = greatest(resume_seq, $4),
                     failures = 0, next_attempt_at = now(), updated_at = now()
                 WHERE webhook_id = $1 AND (replay_seq < $2 OR resume_seq < $4)
-                RETURNING {_CURSOR_COLUMNS}""",
+                RETURNING {CURSOR_COLUMNS}""",
                 target.webhook_id,
                 target.replay_seq,
                 target.replay_after,
@@ -228,10 +163,10 @@ class DeliveryLog:
             )
             if row is None:
                 row = await conn.fetchrow(
-                    f"SELECT {_CURSOR_COLUMNS} FROM {self.cursors} WHERE webhook_id = $1",
+                    f"SELECT {CURSOR_COLUMNS} FROM {self.cursors} WHERE webhook_id = $1",
                     target.webhook_id,
                 )
-        return _cursor(row)
+        return cursor_of(row)
 
     async def record(
         self,
@@ -369,80 +304,3 @@ class DeliveryLog:
                 return
             status = SUCCEEDED if attempt.ok else FAILED
             await self._log(conn, delivery, status, attempt, request.position)
-
-    # -- the API's and the operators' side ---------------------------------------------
-
-    async def backlog(self, pool: asyncpg.Pool) -> dict[str, int]:
-        """Per webhook not deleted: its tenant's events it has not yet passed (for /metrics)."""
-        rows = await pool.fetch(
-            f"SELECT c.webhook_id, (SELECT count(*) FROM {self.schema}.{EVENTS_TABLE} e "
-            "WHERE e.tenant_id = r.tenant_id AND e.notification_id > c.position) "
-            f"FROM {self.cursors} c JOIN {self.registry.table} r USING (webhook_id) "
-            "WHERE r.status <> 'deleted'"
-        )
-        return {row[0]: int(row[1]) for row in rows}
-
-    async def cursor(self, pool: asyncpg.Pool, webhook_id: str) -> Cursor | None:
-        row = await pool.fetchrow(
-            f"SELECT {_CURSOR_COLUMNS} FROM {self.cursors} WHERE webhook_id = $1", webhook_id
-        )
-        return None if row is None else _cursor(row)
-
-    async def page(
-        self,
-        pool: asyncpg.Pool,
-        webhook_id: str,
-        *,
-        limit: int,
-        before: str | None = None,
-        status: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Newest first; ``before`` is the last delivery id of the previous page."""
-        rows = await pool.fetch(
-            f"SELECT {_DELIVERY_COLUMNS} FROM {self.deliveries} WHERE webhook_id = $1 "
-            "AND ($2::text IS NULL OR delivery_id < $2) AND ($3::text IS NULL OR status = $3) "
-            "ORDER BY delivery_id DESC LIMIT $4",
-            webhook_id,
-            before,
-            status,
-            limit,
-        )
-        return [_view(row) for row in rows]
-
-    async def one(
-        self, pool: asyncpg.Pool, webhook_id: str, delivery_id: str
-    ) -> dict[str, Any] | None:
-        """A delivery with its attempts, oldest first."""
-        row = await pool.fetchrow(
-            f"SELECT {_DELIVERY_COLUMNS} FROM {self.deliveries} "
-            "WHERE webhook_id = $1 AND delivery_id = $2",
-            webhook_id,
-            delivery_id,
-        )
-        if row is None:
-            return None
-        attempts = await pool.fetch(
-            f"SELECT attempt, attempted_at, status_code, latency_ms, error FROM {self.attempts} "
-            "WHERE delivery_id = $1 ORDER BY attempt",
-            delivery_id,
-        )
-        view = _view(row)
-        view["attempt_log"] = [
-            {
-                "attempt": a[0],
-                "attempted_at": a[1].isoformat(),
-                "status_code": a[2],
-                "latency_ms": a[3],
-                "error": a[4],
-            }
-            for a in attempts
-        ]
-        return view
-
-
-def _view(row: Any) -> dict[str, Any]:
-    view = dict(row.items())
-    view["id"] = view.pop("delivery_id")
-    for key in ("created_at", "last_attempt_at"):
-        view[key] = view[key].isoformat()
-    return view

@@ -32,8 +32,9 @@ from gateways.eventstore.schema import notify_channel
 from gateways.settings import Settings
 from gateways.waiting import wait_any
 from gateways.webhooks import policy as policies
-from gateways.webhooks.deliveries import Cursor, Delivery, DeliveryLog, RedeliveryRequest, Target
+from gateways.webhooks.deliveries import DeliveryLog
 from gateways.webhooks.policy import DEFAULT_POLICY, DeliveryPolicy
+from gateways.webhooks.records import Cursor, Delivery, RedeliveryRequest, Target
 from gateways.webhooks.secrets import WebhookSecrets, webhook_secrets
 from gateways.webhooks.sender import Attempt, WebhookSender
 from gateways.webhooks.signing import Header, signature
@@ -268,18 +269,17 @@ class WebhookDispatcher:
             tenant_id=target.tenant_id,
             command_id="webhooks:dead-letter:{}:{}:{}".format(*key),
         )
-        for _ in range(5):
-            webhook = await self.repository.get(target.webhook_id, Webhook)
+        while True:
             try:
+                webhook = await self.repository.get(target.webhook_id, Webhook)
                 webhook.dead_letter(
                     cursor.pending_position or cursor.position, cursor.failures, error
                 )
-            except DomainError:
-                break  # paused or deleted meanwhile: nothing to record
-            try:
                 await self.repository.save(context, webhook)
             except ConcurrencyConflict:
-                continue
+                continue  # the tenant changed it meanwhile: decide again
+            except DomainError:
+                pass  # paused or deleted meanwhile: nothing to record
             break
         if pending is not None:
             await self.log.give_up(pool, pending)
