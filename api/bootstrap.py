@@ -30,6 +30,7 @@ from gateways.passwords import generate_password, hash_password
 from gateways.settings import Settings
 from gateways.tokens import TokenSigner, token_key
 from gateways.webhooks.dispatcher import webhook_dispatcher
+from hostd.streams import HostBus, ensure_streams
 from projections.audit.log import AuditLog
 from projections.identity.cache import IdentityCache
 from projections.projection import Projection
@@ -125,12 +126,18 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
 def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None]]:
     """The compute process managers: steps to hosts, outcomes back, deadlines."""
     schema = platform.settings.schema
-    dispatcher = HostCommandDispatcher(platform.repository, platform.js, schema)
+
+    async def ensure() -> None:
+        await ensure_streams(platform.js, HostBus())
+
+    dispatcher = HostCommandDispatcher(platform.repository, platform.js, schema, ensure)
 
     async def handle(outcome: HostOutcome) -> None:
         await apply_outcome(platform.executor, outcome)
 
-    ingester = OutcomeIngester(platform.js, handle, durable=f"scloud-outcomes-{schema}")
+    ingester = OutcomeIngester(
+        platform.js, handle, ensure_streams=ensure, durable=f"scloud-outcomes-{schema}"
+    )
     return [
         dispatcher.run(stop),
         ingester.run(stop),

@@ -167,9 +167,14 @@ async def _act(call: Call, step: Step) -> web.Response:
     document = await call.document(instance_id, "i", call.endpoint.action or "")
     del document  # existence and tenant are checked; the aggregate decides the rest
 
+    options = call.body
+
     async def decide(unit: UnitOfWork) -> Decided:
         instance = await compute.instance_of(unit, instance_id, tenant_id)
-        await step(unit, instance)
+        if isinstance(options, Reboot):
+            await _reboot(unit, instance, options.hard)
+        else:
+            await step(unit, instance)
         return Decided(resource_id=instance.id)
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))
@@ -202,8 +207,8 @@ async def _stop(unit: UnitOfWork, instance: Instance) -> None:
     instance.stop(new_id("stp"))
 
 
-async def _reboot(unit: UnitOfWork, instance: Instance) -> None:
-    instance.reboot(new_id("stp"))
+async def _reboot(unit: UnitOfWork, instance: Instance, hard: bool = False) -> None:
+    instance.reboot(new_id("stp"), hard=hard)
 
 
 async def _delete(unit: UnitOfWork, instance: Instance) -> None:

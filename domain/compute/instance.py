@@ -75,7 +75,7 @@ class Instance(Aggregate):
         """The command the host is working on: outcomes for other steps are stale."""
         self.deadline: datetime | None = requested_at + DEADLINES[PENDING]
         self.error: str | None = None
-        self.power_on_after_stop = False
+        self.hard = False
 
     def view(self) -> dict[str, Any]:
         return {
@@ -170,9 +170,9 @@ class Instance(Aggregate):
         self._require_host()
         self._stepped(STOPPING, step_id, clock.now() + DEADLINES[STOPPING])
 
-    def reboot(self, step_id: str) -> None:
+    def reboot(self, step_id: str, *, hard: bool = False) -> None:
         self._require(RUNNING)
-        self._stepped(REBOOTING, step_id, clock.now() + DEADLINES[REBOOTING])
+        self._stepped(REBOOTING, step_id, clock.now() + DEADLINES[REBOOTING], hard)
 
     def delete(self, step_id: str) -> None:
         """To the recycle bin: the guest is stopped, the instance can be restored."""
@@ -183,7 +183,9 @@ class Instance(Aggregate):
         self._stepped(DELETING, step_id, clock.now() + DEADLINES[DELETING])
 
     @event("StepStarted")
-    def _stepped(self, status: str, step_id: str, deadline: datetime) -> None:
+    def _stepped(self, status: str, step_id: str, deadline: datetime, hard: bool = False) -> None:
+        self.hard = hard
+        """For a reboot: reset rather than ask the guest."""
         self.status = status
         self.step_id = step_id
         self.deadline = deadline

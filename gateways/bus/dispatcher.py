@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.js import JetStreamContext
-from nats.js.api import Header, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import Header
 
 from domain.compute.image import Image
 from domain.compute.instance import (
@@ -43,21 +43,18 @@ _ACTIONS = {
 }
 
 
-async def ensure_stream(js: JetStreamContext, name: str, subject: str) -> None:
-    try:
-        await js.stream_info(name)
-    except NotFoundError:
-        await js.add_stream(
-            StreamConfig(
-                name=name, subjects=[subject], storage=StorageType.FILE, duplicate_window=120.0
-            )
-        )
-
-
 class HostCommandDispatcher:
     name = "host_command_dispatcher"
 
-    def __init__(self, repository: Repository, js: JetStreamContext, schema: str) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        js: JetStreamContext,
+        schema: str,
+        ensure_streams: Callable[[], Awaitable[None]],
+    ) -> None:
+        """``ensure_streams`` makes the host streams exist, configured as the hosts expect."""
+        self.ensure_streams = ensure_streams
         self.repository = repository
         self.store = repository.store
         self.js = js
@@ -93,6 +90,7 @@ class HostCommandDispatcher:
             action=action,
             spec=spec,
             force=instance.status == DELETING,
+            hard=instance.status == REBOOTING and instance.hard,
         )
 
     async def _spec(self, instance: Instance) -> GuestSpec:
@@ -138,9 +136,7 @@ class HostCommandDispatcher:
             while not stop.is_set():
                 appended.clear()
                 try:
-                    await ensure_stream(
-                        self.js, hostwire.COMMANDS_STREAM, f"{hostwire.COMMANDS_PREFIX}.>"
-                    )
+                    await self.ensure_streams()
                     await self.run_once()
                 except Exception as error:  # NATS or the database hiccuped: resume later
                     log.warning("host command dispatcher: %s", error)

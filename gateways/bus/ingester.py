@@ -15,7 +15,6 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import FetchTimeoutError
 
 from gateways.bus import hostwire
-from gateways.bus.dispatcher import ensure_stream
 from gateways.bus.hostwire import HostOutcome
 
 log = logging.getLogger(__name__)
@@ -28,8 +27,10 @@ class OutcomeIngester:
         js: JetStreamContext,
         handle: Callable[[HostOutcome], Awaitable[None]],
         *,
+        ensure_streams: Callable[[], Awaitable[None]],
         durable: str = DURABLE,
     ) -> None:
+        self.ensure_streams = ensure_streams
         self.js = js
         self.handle = handle
         self.durable = durable
@@ -37,9 +38,7 @@ class OutcomeIngester:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await ensure_stream(
-                    self.js, hostwire.OUTCOMES_STREAM, f"{hostwire.OUTCOMES_PREFIX}.>"
-                )
+                await self.ensure_streams()
                 subscription = await self.js.pull_subscribe(
                     f"{hostwire.OUTCOMES_PREFIX}.>",
                     durable=self.durable,

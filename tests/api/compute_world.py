@@ -1,0 +1,71 @@
+"""A region with one host, a flavor and an image, set up through the admin API."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import msgspec
+
+from tests.api.conftest import Api
+
+CAPACITY = {"vcpus": 8, "memory_mb": 16384, "disk_gb": 200}
+
+
+class World(msgspec.Struct):
+    region_id: str
+    cluster_id: str
+    host_id: str
+    flavor_id: str
+    image_id: str
+
+
+async def create(api: Api, path: str, body: dict[str, Any]) -> str:
+    return str((await api.settled(await api.admin.post(path, json=body)))["resource_id"])
+
+
+async def compute_world(api: Api, *, vcpus: int = 2, capacity: dict[str, int] = CAPACITY) -> World:
+    tag = secrets.token_hex(3)
+    region_id = await create(api, "/v1/admin/regions", {"name": f"r-{tag}"})
+    cluster_id = await create(
+        api,
+        "/v1/admin/clusters",
+        {
+            "region_id": region_id,
+            "name": "c1",
+            "architecture": "x86_64",
+            "kind": "compute",
+            "cpu_overcommit": 1.0,
+        },
+    )
+    host_id = await create(
+        api,
+        "/v1/admin/hosts",
+        {"cluster_id": cluster_id, "hostname": f"node-{tag}", "capacity": capacity},
+    )
+    flavor_id = await create(
+        api,
+        "/v1/admin/flavors",
+        {
+            "name": f"f-{tag}",
+            "vcpus": vcpus,
+            "memory_mb": 1024,
+            "disk": {"min_gb": 1, "max_gb": 20},
+        },
+    )
+    pool_id = await create(
+        api,
+        "/v1/admin/image-pools",
+        {
+            "region_id": region_id,
+            "name": "local",
+            "backend": "qcow2",
+            "location": "/var/lib/scloud/images",
+        },
+    )
+    image_id = await create(
+        api,
+        "/v1/admin/images",
+        {"name": "tiny", "pool_id": pool_id, "location": "/var/lib/scloud/images/tiny.qcow2"},
+    )
+    return World(region_id, cluster_id, host_id, flavor_id, image_id)
