@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -58,7 +59,10 @@ async def resolve(host: str, port: int) -> list[Address]:
     return [ipaddress.ip_address(info[4][0]) for info in infos]
 
 
-async def check_target(url: str, *, allow_private: bool) -> None:
+Resolve = Callable[[str, int], Awaitable[list[Address]]]
+
+
+async def check_target(url: str, *, allow_private: bool, resolver: Resolve = resolve) -> None:
     """Raise a 422 error unless every address ``url`` resolves to is public."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -69,7 +73,7 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         addresses = [found]
     else:
         try:
-            addresses = await resolve(host, parts.port or 443)
+            addresses = await resolver(host, parts.port or 443)
         except OSError as error:
             raise WebhookTargetUnresolvable(
                 f"{host} does not resolve: {error}", field="url"

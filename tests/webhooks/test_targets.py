@@ -9,13 +9,14 @@ import pytest
 from domain.subscriptions.webhook import (
     WebhookEventTypesInvalid,
     WebhookTargetNotPublic,
+    WebhookTargetUnresolvable,
     WebhookUrlInvalid,
     check_event_types,
     check_url,
     matches,
 )
 from gateways.webhooks.policy import DeliveryPolicy
-from gateways.webhooks.targets import PublicOnlyResolver, check_target, refusal
+from gateways.webhooks.targets import Address, PublicOnlyResolver, check_target, refusal
 
 REFUSED = {
     "127.0.0.1": "loopback",
@@ -63,6 +64,27 @@ async def test_check_target_refuses_internal_urls_unless_allowed(url: str) -> No
     with pytest.raises(WebhookTargetNotPublic):
         await check_target(url, allow_private=False)
     await check_target(url, allow_private=True)
+
+
+async def test_names_are_judged_by_every_address_they_resolve_to() -> None:
+    """With a fake resolver: no DNS query leaves the machine."""
+    answers = {
+        "public.example": ["93.184.215.14"],
+        "mixed.example": ["93.184.215.14", "10.0.0.5"],
+        "metadata.example": ["169.254.169.254"],
+    }
+
+    async def fake(host: str, port: int) -> list[Address]:
+        if host not in answers:
+            raise OSError("Name or service not known")
+        return [ipaddress.ip_address(a) for a in answers[host]]
+
+    await check_target("https://public.example/hook", allow_private=False, resolver=fake)
+    for host in ("mixed.example", "metadata.example"):
+        with pytest.raises(WebhookTargetNotPublic):
+            await check_target(f"https://{host}/hook", allow_private=False, resolver=fake)
+    with pytest.raises(WebhookTargetUnresolvable):
+        await check_target("https://nowhere.example/", allow_private=False, resolver=fake)
 
 
 async def test_the_connection_resolver_refuses_names_of_internal_addresses() -> None:
