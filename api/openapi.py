@@ -11,19 +11,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-import msgspec.inspect
-
 from api.call import MIN_POSITION_HEADER, POSITION_HEADER
-from api.problems import Problem
 from api.routing import Endpoint
+from api.type_schemas import REF, component_schemas, is_struct, query_fields, schema_of
 
-REF = "#/components/schemas/{name}"
 PROBLEM_JSON = "application/problem+json"
 ID_BODY = "[0-9a-hjkmnp-tv-z]{26}"
 """The Crockford base32 body of every id (see ``domain.ids``)."""
-NO_NUL = "^[^\\u0000]*$"
-"""Every text the API takes: PostgreSQL cannot hold U+0000 (see ``api.routing``)."""
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
 _ERRORS = {
@@ -74,11 +68,11 @@ _HEADERS = {
 
 def build_document(endpoints: Sequence[Endpoint], *, version: str = "1") -> dict[str, Any]:
     """The whole document for ``endpoints``."""
-    schemas = _schemas(endpoints)
+    schemas = component_schemas(endpoints)
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(
-            endpoint, schemas, endpoints
+            endpoint, endpoints
         )
     return {
         "openapi": "3.1.0",
@@ -114,80 +108,6 @@ def build_document(endpoints: Sequence[Endpoint], *, version: str = "1") -> dict
     }
 
 
-def _schemas(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
-    bodies = [e.body for e in endpoints if e.body is not None]
-    answers = [e.response for e in endpoints if _is_struct(e.response)]
-    every = [Problem, *bodies, *answers]
-    _, components = msgspec.json.schema_components(every, ref_template=REF)
-    _with_datetime_formats(components, every)
-    _, taken = msgspec.json.schema_components(bodies, ref_template=REF)
-    return {
-        name: _without_nul(schema) if name in taken else schema
-        for name, schema in sorted(components.items())
-    }
-
-
-def _with_datetime_formats(components: dict[str, Any], types: Sequence[Any]) -> None:
-    """Mark datetime fields ``date-time``: msgspec says only ``string``, yet decodes RFC 3339."""
-    seen: set[str] = set()
-    pending = list(msgspec.inspect.multi_type_info(types))
-    while pending:
-        info = pending.pop()
-        if isinstance(info, msgspec.inspect.StructType):
-            name = info.cls.__name__
-            if name in seen:
-                continue
-            seen.add(name)
-            for field in info.fields:
-                if _is_datetime(field.type) and name in components:
-                    _mark_date_time(components[name]["properties"][field.encode_name])
-                pending.append(field.type)
-        elif isinstance(info, msgspec.inspect.UnionType):
-            pending.extend(info.types)
-        elif isinstance(info, msgspec.inspect.CollectionType):
-            pending.append(info.item_type)
-        elif isinstance(info, msgspec.inspect.DictType):
-            pending.append(info.value_type)
-
-
-def _is_datetime(info: msgspec.inspect.Type) -> bool:
-    if isinstance(info, msgspec.inspect.UnionType):
-        return any(_is_datetime(t) for t in info.types)
-    return isinstance(info, msgspec.inspect.DateTimeType)
-
-
-def _mark_date_time(schema: dict[str, Any]) -> None:
-    for option in schema.get("anyOf", [schema]):
-        if option.get("type") == "string":
-            option["format"] = "date-time"
-
-
-def _without_nul(schema: Any) -> Any:
-    """The schema with every free-form string refusing U+0000, as the router does."""
-    if isinstance(schema, list):
-        return [_without_nul(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    result = {k: _without_nul(v) if k != "enum" else v for k, v in schema.items()}
-    if result.get("type") == "object" and isinstance(result.get("additionalProperties"), dict):
-        result["propertyNames"] = {"pattern": NO_NUL}  # a map's keys are text too
-    if result.get("type") == "string" and "format" not in result and "enum" not in result:
-        if "pattern" not in result:
-            result["pattern"] = NO_NUL
-        else:
-            result["allOf"] = [{"pattern": NO_NUL}]
-    return result
-
-
-def _is_struct(kind: Any) -> bool:
-    return isinstance(kind, type) and issubclass(kind, msgspec.Struct)
-
-
-def _schema_of(kind: Any) -> dict[str, Any]:
-    (schema,), _ = msgspec.json.schema_components([kind], ref_template=REF)
-    return dict(schema)
-
-
 def operation_id(endpoint: Endpoint) -> str:
     return endpoint.handler.__name__
 
@@ -197,7 +117,7 @@ def operation_id(endpoint: Endpoint) -> str:
 
 def is_page(endpoint: Endpoint) -> bool:
     kind = endpoint.response
-    return _is_struct(kind) and {"items", "next_page_token"} <= set(kind.__struct_fields__)
+    return is_struct(kind) and {"items", "next_page_token"} <= set(kind.__struct_fields__)
 
 
 def reads_model(endpoint: Endpoint) -> bool:
@@ -249,9 +169,7 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
 # -- one operation -----------------------------------------------------------------------
 
 
-def _operation(
-    endpoint: Endpoint, schemas: dict[str, Any], endpoints: Sequence[Endpoint]
-) -> dict[str, Any]:
+def _operation(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": operation_id(endpoint),
         "summary": endpoint.summary,
@@ -265,7 +183,7 @@ def _operation(
     if endpoint.body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _schema_of(endpoint.body)}},
+            "content": {"application/json": {"schema": schema_of(endpoint.body)}},
         }
     responses: dict[str, Any] = {str(endpoint.status): _success(endpoint, endpoints)}
     for status in error_statuses(endpoint):
@@ -295,7 +213,7 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
         parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     query_names: set[str] = set()
     if endpoint.query is not None:
-        for name, schema, required in _query_fields(endpoint.query):
+        for name, schema, required in query_fields(endpoint.query):
             query_names.add(name)
             parameters.append({"name": name, "in": "query", "required": required, "schema": schema})
     if reads_model(endpoint):
@@ -310,22 +228,6 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
         parameters.append(_use("IfMatch"))
     parameters.append(_use("RequestId"))
     return parameters
-
-
-def _query_fields(kind: type[msgspec.Struct]) -> list[tuple[str, dict[str, Any], bool]]:
-    _, components = msgspec.json.schema_components([kind], ref_template=REF)
-    _with_datetime_formats(components, [kind])
-    struct = components[kind.__name__]
-    required = set(struct.get("required", ()))
-    fields = []
-    for name, schema in struct["properties"].items():
-        # A query string cannot carry null: an optional parameter is simply left out.
-        options = [s for s in schema.get("anyOf", [schema]) if s.get("type") != "null"]
-        plain = dict(options[0]) if len(options) == 1 else {"anyOf": options}
-        if schema.get("default") is not None:
-            plain["default"] = schema["default"]
-        fields.append((name, _without_nul(plain), name in required))
-    return fields
 
 
 def _success(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, Any]:
@@ -358,7 +260,7 @@ def _success(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, Any
 def _response_schema(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.response is None:  # a stream or a page: text of the declared media type
         return {"type": "string"}
-    return _schema_of(endpoint.response)
+    return schema_of(endpoint.response)
 
 
 def _header(
