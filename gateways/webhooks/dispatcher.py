@@ -218,6 +218,8 @@ class WebhookDispatcher:
                 position = passed = event.position
                 expected = (position, cursor.replay_seq)
             if passed > position:
+                if self._config.get(webhook_id) != config:
+                    return  # the filters may have changed: let the next drain judge these
                 if not await self.log.advance(pool, webhook_id, expected, passed):
                     return
                 position, expected = passed, (passed, cursor.replay_seq)
