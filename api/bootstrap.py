@@ -72,7 +72,9 @@ async def open_platform(
 ) -> AsyncIterator[Platform]:
     store = await PostgresEventStore.open(database_url, settings.schema)
     try:
-        client = await nats.connect(nats_url, name="scloud", max_reconnect_attempts=-1)
+        client = await nats.connect(
+            nats_url, name="scloud", max_reconnect_attempts=-1, drain_timeout=5
+        )
         try:
             signer = TokenSigner(token_key(settings.token_key, settings.state_dir))
             platform = Platform(

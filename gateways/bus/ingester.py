@@ -7,6 +7,7 @@ idempotent (the step id is the command id).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -45,19 +46,28 @@ class OutcomeIngester:
                     stream=hostwire.OUTCOMES_STREAM,
                     config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60),
                 )
-                while not stop.is_set():
-                    try:
-                        messages = await subscription.fetch(64, timeout=1.0)
-                    except (FetchTimeoutError, TimeoutError):
-                        continue
-                    for message in messages:
-                        try:
-                            outcome = hostwire.decode_outcome(message.data)
-                        except Exception:  # not an outcome: nothing can ever make it one
-                            await message.term()
-                            continue
-                        await self.handle(outcome)
-                        await message.ack()
+                try:
+                    await self._consume(subscription, stop)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await subscription.unsubscribe()
             except Exception as error:  # NATS or the database hiccuped: start over
                 log.warning("outcome ingester: %s", error)
                 await asyncio.sleep(1.0)
+
+    async def _consume(
+        self, subscription: JetStreamContext.PullSubscription, stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            try:
+                messages = await subscription.fetch(64, timeout=1.0)
+            except (FetchTimeoutError, TimeoutError):
+                continue
+            for message in messages:
+                try:
+                    outcome = hostwire.decode_outcome(message.data)
+                except Exception:  # not an outcome: nothing can ever make it one
+                    await message.term()
+                    continue
+                await self.handle(outcome)
+                await message.ack()
