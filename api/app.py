@@ -21,6 +21,7 @@ from api.routes import (
     images,
     instances,
     ippools,
+    metrics,
     operations,
     quotas,
     regions,
@@ -47,6 +48,7 @@ def build_app(platform: Platform) -> web.Application:
 
 
 ROUTE_MODULES = (
+    metrics,
     images,
     instances,
     session,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from api.app import build_app
 from api.bootstrap import Platform, ensure_first_admin, open_platform, run_worker
+from gateways.bus import hostwire
 from gateways.settings import Settings
 from tests.integration.conftest import drop_schema
 
@@ -115,6 +117,8 @@ async def api(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator
         state_dir=tmp_path,
         schema=schema,
         admin_password=ADMIN_PASSWORD,
+        stream_name=f"T_{schema.upper()}",
+        subject_prefix=schema,
         token_key=secrets.token_hex(32),
     )
     stop = asyncio.Event()
@@ -134,5 +138,10 @@ async def api(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator
                 stop.set()
                 await client.close()
                 await asyncio.wait_for(asyncio.gather(worker, identity), 10)
+                # Each test platform has its own durable outcome consumer: leave none behind.
+                with contextlib.suppress(Exception):
+                    await platform.js.delete_consumer(
+                        hostwire.OUTCOMES_STREAM, f"scloud-outcomes-{schema}"
+                    )
     finally:
         await drop_schema(database_url, schema)
