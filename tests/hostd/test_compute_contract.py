@@ -63,7 +63,7 @@ async def test_every_ensure_is_idempotent(driver: ComputeDriver) -> None:
 
 
 async def test_starting_an_undefined_instance_fails_with_a_cause(driver: ComputeDriver) -> None:
-    with pytest.raises(DriverError, match="not defined|no domain|not found"):
+    with pytest.raises(DriverError, match=r"not defined|no domain|not found"):
         await driver.start("i-contractnothere000000000000")
 
 

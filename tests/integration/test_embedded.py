@@ -157,7 +157,7 @@ async def test_servers_die_with_their_parent(tmp_path: Path) -> None:
     holder.kill()
     await holder.wait()
     async with asyncio.timeout(15):
-        while any(_alive(pid) for pid in pids):  # noqa: ASYNC110 (not our children: poll)
+        while any(_alive(pid) for pid in pids):
             await asyncio.sleep(0.05)
     assert "database system is shut down" in (tmp_path / "postgres/postgres.log").read_text()
 

@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 
 from hostd.drivers.compute.port import InstanceSpec
 
-
 _NAMESPACE = uuid.UUID("5c1a0d5e-7b1e-4f3a-9a57-2f7d6c1b9e01")
 
 

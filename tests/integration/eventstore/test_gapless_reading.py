@@ -65,7 +65,7 @@ Append = Callable[[AppendRequest], Awaitable[AppendResult]]
 
 async def wait_until(condition: Callable[[], bool], timeout: float) -> None:
     async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - the condition is plain data
+        while not condition():
             await asyncio.sleep(0.005)
 
 

@@ -165,7 +165,7 @@ async def test_close_settles_appends_in_flight(database_url: str, schema: str) -
     # Wait until the committer has taken the batch off its queue and is writing it.
     committer = closing._committer
     async with asyncio.timeout(5):
-        while committer._task is None or not committer._queue.empty():  # noqa: ASYNC110
+        while committer._task is None or not committer._queue.empty():
             await asyncio.sleep(0)
     await closing.close()
 

@@ -112,7 +112,7 @@ async def test_followers_share_one_listening_connection(store: PostgresEventStor
 
     async def settle(expected: Callable[[int], bool]) -> None:
         async with asyncio.timeout(5):
-            while not expected(available(store)):  # noqa: ASYNC110 - pool counters
+            while not expected(available(store)):
                 await asyncio.sleep(0.01)
 
     before = available(store)
@@ -151,7 +151,7 @@ async def test_a_lost_listening_connection_is_replaced(
     find = "SELECT pid FROM pg_stat_activity WHERE query = $1"
     async with following(store, after=0, idle_poll=60.0) as received:
         async with asyncio.timeout(5):
-            while not (listeners := await sql.fetch(find, listen)):  # noqa: ASYNC110
+            while not (listeners := await sql.fetch(find, listen)):
                 await asyncio.sleep(0.01)
         assert len(listeners) == 1
         assert await sql.fetchval("SELECT pg_terminate_backend($1)", listeners[0]["pid"])
