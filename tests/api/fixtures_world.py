@@ -23,6 +23,7 @@ from argon2 import PasswordHasher
 from api.routing import Endpoint
 from domain.ids import new_id
 from gateways import passwords
+from hostd.heartbeat import Heartbeat, bucket
 from tests.api.conftest import Api, Caller
 
 
@@ -99,6 +100,78 @@ async def _webhook(api: Api, owner: Caller) -> str:
     return str((await api.settled(response))["resource_id"])
 
 
+async def _image(api: Api, owner: Caller) -> str:
+    pool = await create("imp", api, owner)
+    response = await owner.post(
+        "/v1/images",
+        json={"name": unique("image"), "pool_id": pool, "location": "/images/tiny.qcow2"},
+    )
+    return str((await api.settled(response))["resource_id"])
+
+
+_COMPUTE: dict[str, dict[str, str]] = {}
+"""Per platform (by its schema, fresh for each test): what instances are made from."""
+
+
+async def _compute(api: Api) -> dict[str, str]:
+    """One region with a live host, a flavor and a public image, made once per platform."""
+    schema = api.platform.settings.schema
+    if schema in _COMPUTE:
+        return _COMPUTE[schema]
+    host = await create("hst", api, api.admin)
+    host_view = await (await api.admin.get(f"/v1/admin/hosts/{host}")).json()
+    cluster = await (await api.admin.get(f"/v1/admin/clusters/{host_view['cluster_id']}")).json()
+    region = cluster["region_id"]
+    pool = await api.settled(
+        await api.admin.post(
+            "/v1/admin/image-pools",
+            json={**await _image_pool(api), "region_id": region},
+        )
+    )
+    image = await api.settled(
+        await api.admin.post(
+            "/v1/admin/images",
+            json={"name": "tiny", "pool_id": pool["resource_id"], "location": "/i/tiny.qcow2"},
+        )
+    )
+    world = {
+        "host": host,
+        "region_id": region,
+        "flavor_id": await create("flv", api, api.admin),
+        "image_id": image["resource_id"],
+    }
+    return _COMPUTE.setdefault(schema, world)
+
+
+async def _instance(api: Api, owner: Caller) -> str:
+    world = await _compute(api)
+    await heartbeat(api, world["host"])
+    response = await owner.post(
+        "/v1/instances",
+        json={
+            "name": unique("vm"),
+            "region_id": world["region_id"],
+            "flavor_id": world["flavor_id"],
+            "image_id": world["image_id"],
+        },
+    )
+    return str((await api.settled(response))["instance_ids"][0])
+
+
+async def heartbeat(api: Api, host_id: str) -> None:
+    """One beat from an idle host, as its daemon would send it: placement may use it."""
+    kv = await bucket(api.platform.js)
+    big = 64 * 1024 * 1024
+    beat = Heartbeat(host_id, datetime.now(UTC), 0.0, 64, big, big)
+    await kv.put(host_id, msgspec.json.encode(beat))
+    await api.platform.host_health.start()
+    for _ in range(250):
+        if api.platform.host_health.health(host_id)[0]:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"the heartbeat of {host_id} never reached the platform")
+
+
 def _inventory(path: str, body: Callable[[Api], Awaitable[dict[str, Any]]]) -> Creator:
     """The platform's own inventory (regions, hosts, …): made by the admin, whoever asks."""
 
@@ -160,6 +233,8 @@ CREATORS: dict[str, Creator] = {
     "prj": _project,
     "op": _operation,
     "whk": _webhook,
+    "img": _image,
+    "i": _instance,
     "rgn": _inventory("/v1/admin/regions", _region),
     "cls": _inventory("/v1/admin/clusters", _cluster),
     "hst": _inventory("/v1/admin/hosts", _host),
