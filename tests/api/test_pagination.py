@@ -77,7 +77,7 @@ async def writer(api: Api, owner: Caller, pages: asyncio.Queue[int], made: list[
         pages.task_done()
 
 
-@pytest.mark.parametrize("sort", ["name", "-id", "id", "-name"])
+@pytest.mark.parametrize("sort", ["name", "-name", "-id"])
 async def test_paging_while_another_client_inserts(api: Api, sort: str) -> None:
     owner, existing = await prepared(api)
     between: asyncio.Queue[int] = asyncio.Queue()

@@ -35,7 +35,6 @@ CREATES: dict[str, tuple[str, Callable[[int], dict[str, Any]]]] = {
         "/v1/users",
         lambda n: {"email": f"race-{n}@example.com", "password": "race-password-123"},
     ),
-    "api_keys": ("/v1/api-keys", lambda n: {"name": f"race-{n}"}),
 }
 
 
