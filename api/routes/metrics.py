@@ -40,6 +40,7 @@ async def _relay_position(call: Call) -> int | None:
     summary="Prometheus text: projection lag, relay lag, webhook backlog",
     action="admin:metrics:read",
     tags=("operations",),
+    media_type="text/plain",
 )
 async def metrics(call: Call) -> web.Response:
     platform = call.platform
