@@ -48,9 +48,12 @@ async def usage(call: Call, tenant_id: str, region: str) -> web.Response:
     view = document.view
     used = view["usage"].get(region, {})
     overrides = view["overrides"].get(region, {})
+    defaults = await _region_defaults(call, region)
     lines = [
         QuotaLine(
-            kind=kind, used=used.get(kind, 0), limit=overrides.get(kind, DEFAULT_LIMITS[kind])
+            kind=kind,
+            used=used.get(kind, 0),
+            limit=overrides.get(kind, defaults.get(kind, DEFAULT_LIMITS[kind])),
         )
         for kind in QUOTA_KINDS
     ]
@@ -58,6 +61,16 @@ async def usage(call: Call, tenant_id: str, region: str) -> web.Response:
         QuotaUsage(tenant_id=tenant_id, region=region, quotas=lines),
         headers={"ETag": f'"{document.version}"'},
     )
+
+
+async def _region_defaults(call: Call, region: str) -> dict[str, int]:
+    """The region's own defaults, as ``QuotaLedger.limit`` applies them when allocating."""
+    if region == GLOBAL_REGION:
+        return {}
+    found = await call.platform.documents.get(call.platform.store.pool, region)
+    if found is None or found.kind != "rgn":
+        return {}
+    return dict(found.view.get("quota_defaults") or {})
 
 
 @router.route(
