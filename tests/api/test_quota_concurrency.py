@@ -94,3 +94,29 @@ async def test_fifty_concurrent_creates_leave_exactly_the_quota(
         )
     finally:
         await drop_schema(database_url, scratch)
+
+
+async def test_a_regions_limits_read_as_they_are_enforced(api: Api) -> None:
+    owner = await api.tenant()
+    tenant_id = tenant_of(owner)
+    region = await api.settled(
+        await api.admin.post(
+            "/v1/admin/regions",
+            json={"name": "quota-region", "quota_defaults": {"instances": 3, "vcpus": 12}},
+        )
+    )
+    region_id = region["resource_id"]
+    await api.settled(
+        await api.admin.put(
+            f"/v1/admin/tenants/{tenant_id}/quotas",
+            json={"region": region_id, "limits": {"vcpus": 40}},
+        )
+    )
+    for caller, path in (
+        (owner, "/v1/quotas"),
+        (api.admin, f"/v1/admin/tenants/{tenant_id}/quotas"),
+    ):
+        shown = await (await caller.get(path, params={"region": region_id})).json()
+        limits = {q["kind"]: q["limit"] for q in shown["quotas"]}
+        # The tenant's override, else the region's default, else the platform's.
+        assert (limits["vcpus"], limits["instances"], limits["disks"]) == (40, 3, 40)
