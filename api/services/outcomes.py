@@ -42,12 +42,15 @@ async def apply_outcome(executor: CommandExecutor, outcome: HostOutcome) -> None
                 host.release(instance.id, f"build failed: {error}")
         return Decided(resource_id=instance.id)
 
+    tenant_id = await _tenant_of(executor, outcome.instance_id)
+    if tenant_id is None:
+        return  # not an instance of this platform (a shared NATS carries others' outcomes)
     context = CommandContext(
         actor=Actor(ActorKind.HOST, outcome.host_id),
         command_id=f"outcome:{outcome.step_id}",
         correlation_id=outcome.step_id,
         causation_id=outcome.step_id,
-        tenant_id=await _tenant_of(executor, outcome.instance_id),
+        tenant_id=tenant_id,
     )
     try:
         await executor.run(context, "compute:instance:outcome", decide)
