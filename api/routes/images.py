@@ -11,9 +11,9 @@ from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
 from api.services.executor import Decided
-from api.services.unit_of_work import UnitOfWork
+from api.services.unit_of_work import UnitOfWork, other_tenants
 from domain.compute.image import Image
-from domain.errors import NotFound, ValidationFailed
+from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.inventory.image_pool import ImagePool
 
 router = Router()
@@ -174,6 +174,10 @@ async def get_image(call: Call) -> web.Response:
         )
     )
     if document is None or not visible:
+        if document is not None and document.kind == "img":
+            await call.audit_denial(
+                DomainError("another tenant's resource"), image_id, foreign=True
+            )
         raise NotFound(f"{image_id} does not exist", resource_id=image_id)
     return call.one(document)
 
@@ -197,7 +201,7 @@ async def share_image(call: Call) -> web.Response:
     async def decide(unit: UnitOfWork) -> Decided:
         image = await unit.get(image_id, Image, checked=True)
         if image.tenant_id is None or image.tenant_id != tenant_id:
-            raise NotFound(f"{image_id} does not exist", resource_id=image_id)
+            raise other_tenants(image_id)
         image.share(body.tenant_id)
         return Decided(resource_id=image.id)
 
@@ -221,7 +225,7 @@ async def delete_image(call: Call) -> web.Response:
     async def decide(unit: UnitOfWork) -> Decided:
         image = await unit.get(image_id, Image, checked=True)
         if not call.me.is_platform and image.tenant_id != tenant_id:
-            raise NotFound(f"{image_id} does not exist", resource_id=image_id)
+            raise other_tenants(image_id)
         image.delete()
         return Decided(resource_id=image.id)
 

@@ -88,9 +88,18 @@ def documented_input_decodes(ctx: Any, response: Any, case: Any) -> bool | None:
         detail = str(response.json().get("detail", ""))
     except ValueError:
         detail = ""
+    if _key_pattern_miss(detail):
+        # The document does constrain map keys (JSON Schema ``propertyNames``, as msgspec
+        # writes it), but the case generator ignores that keyword in its stateful phase and
+        # makes keys the document forbids; refusing them is right.
+        return True
     if response.status_code == 415 or detail.startswith(REFUSALS):
         raise AssertionError(f"the router refused a request the document allows: {detail}")
     return True
+
+
+def _key_pattern_miss(detail: str) -> bool:
+    return "matching regex" in detail and "- at `key` in" in detail
 
 
 def _mode(case: Any) -> GenerationMode:
