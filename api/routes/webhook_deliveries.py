@@ -11,7 +11,7 @@ from api.call import Call, decode_page_token, encode_page_token, json_response
 from api.listing import Accepted
 from api.routing import Router
 from api.services.executor import Decided
-from api.services.unit_of_work import UnitOfWork
+from api.services.unit_of_work import UnitOfWork, other_tenants
 from domain.errors import NotFound, ValidationFailed
 from domain.subscriptions.webhook import Webhook
 from gateways.webhooks.deliveries import DeliveryLog
@@ -84,7 +84,7 @@ async def _webhook_id(call: Call) -> str:
 async def _owned(unit: UnitOfWork, call: Call, webhook_id: str) -> Webhook:
     webhook = await unit.get(webhook_id, Webhook, checked=True)
     if webhook.tenant_id != call.me.tenant_id:
-        raise NotFound(f"{webhook_id} does not exist", resource_id=webhook_id)
+        raise other_tenants(webhook_id)
     return webhook
 
 
@@ -176,11 +176,11 @@ async def replay(call: Call) -> web.Response:
     body: Replay = call.body
     webhook_id = call.request.match_info["id"]
     head = await call.platform.store.last_position()
-    if body.after > head:
-        raise ValidationFailed(f"position {body.after} is beyond the last one, {head}")
 
     async def decide(unit: UnitOfWork) -> Decided:
-        webhook = await _owned(unit, call, webhook_id)
+        webhook = await _owned(unit, call, webhook_id)  # first: whose it is, then the rest
+        if body.after > head:
+            raise ValidationFailed(f"position {body.after} is beyond the last one, {head}")
         webhook.replay(body.after)
         return Decided(resource_id=webhook.id)
 

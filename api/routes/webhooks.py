@@ -18,8 +18,8 @@ from api.routes import webhook_deliveries
 from api.routes.webhook_deliveries import delivery_log
 from api.routing import Router
 from api.services.executor import Decided, Outcome
-from api.services.unit_of_work import UnitOfWork
-from domain.errors import NotFound, ValidationFailed
+from api.services.unit_of_work import UnitOfWork, other_tenants
+from domain.errors import ValidationFailed
 from domain.subscriptions.webhook import Webhook, check_url
 from gateways.webhooks.secrets import webhook_secrets
 from gateways.webhooks.targets import check_target
@@ -98,7 +98,7 @@ async def webhook_of(unit: UnitOfWork, webhook_id: str, tenant_id: str | None) -
     """The webhook, if it belongs to ``tenant_id`` (None: platform staff, any tenant's)."""
     webhook = await unit.get(webhook_id, Webhook, checked=True)
     if tenant_id is not None and webhook.tenant_id != tenant_id:
-        raise NotFound(f"{webhook_id} does not exist", resource_id=webhook_id)
+        raise other_tenants(webhook_id)
     return webhook
 
 
