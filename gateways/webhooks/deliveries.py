@@ -168,6 +168,12 @@ class DeliveryLog:
                 )
         return cursor_of(row)
 
+    async def cursor(self, pool: asyncpg.Pool, webhook_id: str) -> Cursor | None:
+        row = await pool.fetchrow(
+            f"SELECT {CURSOR_COLUMNS} FROM {self.cursors} WHERE webhook_id = $1", webhook_id
+        )
+        return None if row is None else cursor_of(row)
+
     async def record(
         self,
         pool: asyncpg.Pool,

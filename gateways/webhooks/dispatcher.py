@@ -190,6 +190,8 @@ class WebhookDispatcher:
         """Send what is due, in order, until caught up, a failure, or a change of plan."""
         webhook_id, pool = target.webhook_id, self.store.pool
         config = _config(target)
+        # The tick's snapshot may predate a drain that finished while the tick ran.
+        cursor = await self.log.cursor(pool, webhook_id) or cursor
         position, expected = cursor.position, (cursor.position, cursor.replay_seq)
         while True:
             events = await self.store.read_all(

@@ -11,11 +11,12 @@ import asyncpg
 
 from gateways.eventstore.schema import EVENTS_TABLE
 from gateways.webhooks.deliveries import DeliveryLog
-from gateways.webhooks.records import CURSOR_COLUMNS, DELIVERY_COLUMNS, Cursor, cursor_of
+from gateways.webhooks.records import DELIVERY_COLUMNS, Cursor
 
 
 class DeliveryQueries:
     def __init__(self, log: DeliveryLog) -> None:
+        self._log = log
         self.events = f"{log.schema}.{EVENTS_TABLE}"
         self.registry = log.registry.table
         self.cursors = log.cursors
@@ -33,10 +34,7 @@ class DeliveryQueries:
         return {row[0]: int(row[1]) for row in rows}
 
     async def cursor(self, pool: asyncpg.Pool, webhook_id: str) -> Cursor | None:
-        row = await pool.fetchrow(
-            f"SELECT {CURSOR_COLUMNS} FROM {self.cursors} WHERE webhook_id = $1", webhook_id
-        )
-        return None if row is None else cursor_of(row)
+        return await self._log.cursor(pool, webhook_id)
 
     async def page(
         self,

@@ -186,7 +186,7 @@ async def test_redelivery_replay_pause_and_filters(api: Api, receivers: Any) -> 
     assert again.headers["Scloud-Event-Id"] == oldest["event_id"]
     assert again.headers["Scloud-Delivery-Id"] != oldest["id"]
     log = (await (await owner.get(f"/v1/webhooks/{webhook_id}/deliveries")).json())["items"]
-    assert log[0]["redelivery_of"] == oldest["id"] and len(log) == 4
+    assert log[0]["redelivery_of"] == oldest["id"] and len(log) == 4, log
 
     await api.settled(
         await owner.post(f"/v1/webhooks/{webhook_id}/actions/replay", json={"after": start})
