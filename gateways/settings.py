@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Hex key that signs bearer tokens; shared by every API replica. None: one is
     generated and kept in ``state_dir`` (fine for a single machine)."""
     token_ttl_seconds: int = 12 * 3600
+    webhook_loopback_only: bool = False
+    """Deliver webhooks to loopback addresses only (test and sandbox platforms)."""
     host_id: str = socket.gethostname()
     """This hypervisor's name, for ``scloud hostd``."""
     host_driver: str = "libvirt"
@@ -74,6 +76,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 env.get("SCLOUD_HOST_OBSERVE_SECONDS", str(defaults.host_observe_seconds))
             ),
             token_key=env.get("SCLOUD_TOKEN_KEY") or None,
+            webhook_loopback_only=env.get("SCLOUD_WEBHOOK_LOOPBACK_ONLY", "0") not in ("", "0"),
             token_ttl_seconds=int(
                 env.get("SCLOUD_TOKEN_TTL_SECONDS", str(defaults.token_ttl_seconds))
             ),

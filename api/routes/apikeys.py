@@ -31,8 +31,9 @@ class CreatedApiKey(msgspec.Struct, kw_only=True):
     resource_id: str
     position: int
     key_id: str
-    api_key: str
-    """Send as ``Authorization: Bearer <api_key>``. Shown once, never stored."""
+    api_key: str | None = None
+    """Send as ``Authorization: Bearer <api_key>``. Shown once, never stored: a repeat of
+    the request (same Idempotency-Key) answers without it."""
 
 
 class ApiKeyView(msgspec.Struct, kw_only=True):

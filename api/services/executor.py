@@ -30,7 +30,10 @@ class Decided(msgspec.Struct, kw_only=True):
 
     resource_id: str | None = None
     body: dict[str, Any] = {}
-    """Extra fields for the answer (a new key's secret, shown once)."""
+    """Extra fields for the answer; they are kept for answering a repeat."""
+    secrets: dict[str, Any] = {}
+    """Fields shown in this answer only (a new key's secret): never stored, so a repeat of
+    the command answers without them."""
 
 
 class Refusal(msgspec.Struct, kw_only=True):
@@ -152,6 +155,7 @@ class CommandExecutor:
                 body=decided.body,
             )
             try:
+                # Stored without the secrets: the command record must not keep them.
                 appended = await self.repository.save(
                     context, *unit.changed(), operation, result=_encode(outcome)
                 )
@@ -165,6 +169,7 @@ class CommandExecutor:
             if appended.replayed:
                 return _refused_again(self._stored(appended.result, appended.last_position))
             outcome.position = appended.last_position
+            outcome.body = {**outcome.body, **decided.secrets}
             return outcome
         raise AssertionError("unreachable")
 

@@ -164,7 +164,8 @@ async def create_api_key(
     unit.add(key)
     return Decided(
         resource_id=key.id,
-        body={"api_key": api_key_credential(key.id, secret), "key_id": key.id},
+        body={"key_id": key.id},
+        secrets={"api_key": api_key_credential(key.id, secret)},
     )
 
 

@@ -72,7 +72,7 @@ class WebhookDispatcher:
         self.policy = policy
         self.log = DeliveryLog(store.schema)
         self.registry = ProjectionRunner(store, self.log.registry)
-        self.sender = WebhookSender(policy.timeout)
+        self.sender = WebhookSender(policy.timeout, loopback_only=policy.loopback_only)
         self.delivered = 0
         self.failed_attempts = 0
         self._wake = asyncio.Event()

@@ -23,6 +23,8 @@ class DeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Webhooks delivered to at the same time (each one strictly in order)."""
     idle_poll: float = 1.0
     """Seconds between looks when no append was signalled (covers lost NOTIFYs)."""
+    loopback_only: bool = False
+    """Deliver to loopback addresses only, whatever a webhook says (tests, sandboxes)."""
 
     def backoff(self, failures: int) -> float:
         """Seconds before the next attempt: doubling, capped, with half of it random."""
@@ -37,5 +39,4 @@ DEFAULT_POLICY = DeliveryPolicy()
 
 def configured(settings: Settings) -> DeliveryPolicy:
     """The policy for these settings: the defaults, until ``Settings`` has webhook fields."""
-    del settings
-    return DEFAULT_POLICY
+    return msgspec.structs.replace(DEFAULT_POLICY, loopback_only=settings.webhook_loopback_only)

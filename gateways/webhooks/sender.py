@@ -29,8 +29,9 @@ class Attempt(msgspec.Struct, frozen=True, kw_only=True):
 class WebhookSender:
     """Two sessions: one that only ever connects to public addresses, one that may not."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, *, loopback_only: bool = False) -> None:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.loopback_only = loopback_only
         self._public: aiohttp.ClientSession | None = None
         self._any: aiohttp.ClientSession | None = None
 
@@ -64,6 +65,14 @@ class WebhookSender:
 
         session = self._any if allow_private else self._public
         assert session is not None, "use the sender as an async context manager"
+        if self.loopback_only:
+            address = literal(urlsplit(url).hostname or "")
+            if address is None or not address.is_loopback:
+                return Attempt(
+                    status_code=None,
+                    latency_ms=0.0,
+                    error="this platform delivers to loopback only",
+                )
         if not allow_private:
             # aiohttp does not ask the resolver about literal addresses: judge them here.
             address = literal(urlsplit(url).hostname or "")
