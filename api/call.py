@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -213,8 +214,21 @@ class Call:
             headers["Idempotent-Replayed"] = "true"
         return json_response(body, status, headers)
 
-    def one(self, document: Document) -> web.Response:
-        return json_response(document.view, headers={"ETag": f'"{document.version}"'})
+    async def one(self, document: Document) -> web.Response:
+        """The document; with ``?as_of=TIME``, the resource as it was then (time travel)."""
+        as_of = self.request.query.get("as_of")
+        if as_of is None:
+            return json_response(document.view, headers={"ETag": f'"{document.version}"'})
+        try:
+            moment = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationFailed("as_of must be an ISO 8601 time") from None
+        if moment.tzinfo is None:
+            raise ValidationFailed("as_of needs a timezone (Z or +hh:mm)")
+        past = await self.platform.repository.as_of(document.resource_id, moment)
+        if past is None or not callable(getattr(past, "view", None)):
+            raise NotFound(f"{document.resource_id} did not exist at {as_of}")
+        return json_response(past.view(), headers={"ETag": f'"{past.version}"'})
 
     def page(self, page: Page, limit: int) -> web.Response:
         token = encode_page_token(page.next_after) if page.next_after else None

@@ -222,6 +222,24 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 {"name": "min_position", "in": "query", "required": False, "schema": _POSITION}
             )
         parameters.append(_use("MinPosition"))
+    if (
+        endpoint.method == "GET"
+        and endpoint.path.endswith("/{id}")
+        and endpoint.kind
+        not in (
+            None,
+            "op",
+        )
+    ):
+        parameters.append(
+            {
+                "name": "as_of",
+                "in": "query",
+                "required": False,
+                "description": "Answer with the resource as it was at this time (time travel)",
+                "schema": {"type": "string", "format": "date-time"},
+            }
+        )
     if endpoint.mutation:
         parameters.append(_use("IdempotencyKey"))
     if takes_if_match(endpoint):

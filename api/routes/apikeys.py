@@ -108,7 +108,9 @@ async def list_api_keys(call: Call) -> web.Response:
     tags=("api keys",),
 )
 async def get_api_key(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "key", "iam:apikey:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "key", "iam:apikey:read")
+    )
 
 
 @router.route(

@@ -122,7 +122,9 @@ async def list_clusters(call: Call) -> web.Response:
     tags=("clusters",),
 )
 async def get_cluster(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "cls", "admin:cluster:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "cls", "admin:cluster:read")
+    )
 
 
 @router.route(

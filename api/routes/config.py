@@ -113,7 +113,7 @@ async def get_config(call: Call) -> web.Response:
     except NotFound:
         # Never changed yet: the defaults, at version 0 (If-Match: "0" changes them).
         return json_response(GlobalConfig.establish().view(), headers={"ETag": '"0"'})
-    return call.one(document)
+    return await call.one(document)
 
 
 @router.route(

@@ -142,7 +142,9 @@ async def list_flavors(call: Call) -> web.Response:
     tags=("flavors",),
 )
 async def get_flavor(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "flv", "admin:flavor:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "flv", "admin:flavor:read")
+    )
 
 
 @router.route(

@@ -163,7 +163,9 @@ async def list_hosts(call: Call) -> web.Response:
     tags=("hosts",),
 )
 async def get_host(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "hst", "admin:host:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "hst", "admin:host:read")
+    )
 
 
 @router.route(

@@ -105,7 +105,7 @@ async def list_image_pools(call: Call) -> web.Response:
     tags=("image-pools",),
 )
 async def get_image_pool(call: Call) -> web.Response:
-    return call.one(
+    return await call.one(
         await call.document(call.request.match_info["id"], "imp", "admin:imagepool:read")
     )
 

@@ -179,7 +179,7 @@ async def get_image(call: Call) -> web.Response:
                 DomainError("another tenant's resource"), image_id, foreign=True
             )
         raise NotFound(f"{image_id} does not exist", resource_id=image_id)
-    return call.one(document)
+    return await call.one(document)
 
 
 @router.route(

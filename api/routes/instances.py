@@ -153,7 +153,7 @@ async def list_instances(call: Call) -> web.Response:
     tags=("instances",),
 )
 async def get_instance(call: Call) -> web.Response:
-    return call.one(
+    return await call.one(
         await call.document(call.request.match_info["id"], "i", "compute:instance:read")
     )
 

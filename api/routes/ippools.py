@@ -141,7 +141,9 @@ async def list_ip_pools(call: Call) -> web.Response:
     tags=("ip-pools",),
 )
 async def get_ip_pool(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "ipp", "admin:ippool:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "ipp", "admin:ippool:read")
+    )
 
 
 @router.route(

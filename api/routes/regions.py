@@ -112,7 +112,9 @@ async def list_regions(call: Call) -> web.Response:
     tags=("regions",),
 )
 async def get_region(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "rgn", "admin:region:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "rgn", "admin:region:read")
+    )
 
 
 @router.route(

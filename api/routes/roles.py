@@ -117,7 +117,9 @@ async def list_roles(call: Call) -> web.Response:
     tags=("roles",),
 )
 async def get_role(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "role", "iam:role:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "role", "iam:role:read")
+    )
 
 
 @router.route(
@@ -193,4 +195,6 @@ async def list_projects(call: Call) -> web.Response:
     tags=("projects",),
 )
 async def get_project(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "prj", "iam:project:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "prj", "iam:project:read")
+    )

@@ -118,7 +118,7 @@ async def list_tenants(call: Call) -> web.Response:
 )
 async def get_tenant(call: Call) -> web.Response:
     document = await call.document(call.request.match_info["id"], "tnt", "admin:tenant:read")
-    return call.one(document)
+    return await call.one(document)
 
 
 @router.route(
@@ -223,4 +223,4 @@ async def my_tenant(call: Call) -> web.Response:
     tenant_id = call.me.tenant_id
     if tenant_id is None:
         raise NotFound("platform staff belong to no tenant")
-    return call.one(await call.document(tenant_id, "tnt", "tenant:tenant:read"))
+    return await call.one(await call.document(tenant_id, "tnt", "tenant:tenant:read"))

@@ -135,7 +135,9 @@ async def list_users(call: Call) -> web.Response:
     tags=("users",),
 )
 async def get_user(call: Call) -> web.Response:
-    return call.one(await call.document(call.request.match_info["id"], "usr", "iam:user:read"))
+    return await call.one(
+        await call.document(call.request.match_info["id"], "usr", "iam:user:read")
+    )
 
 
 @router.route(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from typing import Any, TypeVar
 
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate
@@ -38,6 +39,20 @@ class Repository:
         if not isinstance(aggregate, kind):
             raise NotFound(f"{aggregate_id} is not a {kind.__name__}", resource_id=aggregate_id)
         return aggregate
+
+    async def as_of(self, aggregate_id: str, moment: datetime) -> Any:
+        """The aggregate as it was at ``moment`` (events recorded by then), or None."""
+        events = [e for e in await self.store.read_stream(aggregate_id) if e.recorded_at <= moment]
+        if not events:
+            return None
+        return mutate_all(
+            [
+                self.mapper.to_domain_event(  # type: ignore[misc]
+                    StoredEvent(e.originator_id, e.originator_version, e.topic, e.state)
+                )
+                for e in events
+            ]
+        )
 
     def to_new_events(
         self, context: CommandContext, *aggregates: BaseAggregate[Any]
