@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import logging
 from datetime import datetime
 from typing import Any, TypeVar
 
 from eventsourcing.domain import BaseAggregate, CanMutateAggregate
 from eventsourcing.persistence import Mapper, StoredEvent
 
+from domain.aggregate import Snapshot
 from domain.errors import NotFound
 from domain.metadata import CommandContext
 from gateways.eventstore.postgres import PostgresEventStore
@@ -16,26 +18,46 @@ from gateways.eventstore.records import AppendRequest, AppendResult, NewEvent
 from gateways.eventstore.transcoder import MsgspecTranscoder
 
 A = TypeVar("A", bound=BaseAggregate[Any])
+log = logging.getLogger(__name__)
+
+
+SNAPSHOT_EVERY = 50
+"""Events between snapshots: long streams (a tenant's quota ledger, a busy host) load from
+their latest snapshot plus what followed it, not from their first event."""
 
 
 class Repository:
     """Loads aggregates by replaying their events; saves their pending events."""
 
-    def __init__(self, store: PostgresEventStore) -> None:
+    def __init__(self, store: PostgresEventStore, *, snapshot_every: int = SNAPSHOT_EVERY) -> None:
         self.store = store
-        self.mapper: Mapper[str] = Mapper(transcoder=MsgspecTranscoder())
+        self.transcoder = MsgspecTranscoder()
+        self.mapper: Mapper[str] = Mapper(transcoder=self.transcoder)
+        self.snapshot_every = snapshot_every
 
     async def get(self, aggregate_id: str, kind: type[A]) -> A:
-        events = await self.store.read_stream(aggregate_id)
-        if not events:
+        start: Any = None
+        after = 0
+        snapshot = await self.store.read_snapshot(aggregate_id)
+        if snapshot is not None:
+            version, topic, state = snapshot
+            start = Snapshot(
+                originator_id=aggregate_id,
+                originator_version=version,
+                timestamp=Snapshot.create_timestamp(),
+                topic=topic,
+                state=self.transcoder.decode(state),
+            ).mutate(None)
+            after = version
+        events = await self.store.read_stream(aggregate_id, after_version=after)
+        if start is None and not events:
             raise NotFound(f"{aggregate_id} does not exist", resource_id=aggregate_id)
-        domain_events = [
-            self.mapper.to_domain_event(
-                StoredEvent(e.originator_id, e.originator_version, e.topic, e.state)
+        aggregate = start
+        for event in events:
+            domain_event = self.mapper.to_domain_event(
+                StoredEvent(event.originator_id, event.originator_version, event.topic, event.state)
             )
-            for e in events
-        ]
-        aggregate = mutate_all(domain_events)  # type: ignore[arg-type]
+            aggregate = domain_event.mutate(aggregate)  # type: ignore[attr-defined]
         if not isinstance(aggregate, kind):
             raise NotFound(f"{aggregate_id} is not a {kind.__name__}", resource_id=aggregate_id)
         return aggregate
@@ -76,7 +98,8 @@ class Repository:
         self, context: CommandContext, *aggregates: BaseAggregate[Any], result: bytes = b""
     ) -> AppendResult:
         """Append every pending event of ``aggregates`` as one command, atomically."""
-        return await self.store.append(
+        due = [a for a in aggregates if self._snapshot_due(a)]
+        appended = await self.store.append(
             AppendRequest(
                 events=self.to_new_events(context, *aggregates),
                 command_id=context.command_id,
@@ -84,6 +107,29 @@ class Repository:
                 result=result,
             )
         )
+        if not appended.replayed:
+            for aggregate in due:
+                await self._snapshot(aggregate)
+        return appended
+
+    async def _snapshot(self, aggregate: BaseAggregate[Any]) -> None:
+        # Only an optimisation: the command has committed, so a snapshot that cannot be
+        # written must not turn its success into an error.
+        try:
+            taken = Snapshot.take(aggregate)
+            state = self.transcoder.encode(taken.state)
+            await self.store.write_snapshot(aggregate.id, aggregate.version, taken.topic, state)
+        except Exception:
+            log.warning("no snapshot of %s at v%d", aggregate.id, aggregate.version, exc_info=True)
+
+    def _snapshot_due(self, aggregate: BaseAggregate[Any]) -> bool:
+        """Whether this save crosses a multiple of ``snapshot_every`` (decided before saving:
+        collecting the pending events empties the list)."""
+        pending = len(aggregate.pending_events)
+        if pending == 0:
+            return False
+        before = aggregate.version - pending
+        return aggregate.version // self.snapshot_every > before // self.snapshot_every
 
 
 def mutate_all(events: list[CanMutateAggregate[str]]) -> Any:
