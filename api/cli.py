@@ -59,6 +59,10 @@ def _external(settings: Settings) -> tuple[str, str]:
 async def _run_api(settings: Settings) -> None:
     stop = _stop_on_signals()
     async with open_platform(settings, *_external(settings)) as platform:
+        # Replicas race harmlessly: the first admin's command id makes it happen once.
+        email, password = await ensure_first_admin(platform)
+        if password is not None:
+            print(f"First admin: {email}  password: {password}  (shown once)", flush=True)
         await run_api(platform, stop, lambda url: print(f"API listening on {url}", flush=True))
 
 
