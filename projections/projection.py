@@ -17,6 +17,8 @@ class Projection(Protocol):
     """Stable key of its checkpoint; change it and the projection rebuilds."""
     schema: str
     """Where its tables live (the store's schema, or a scratch one for comparisons)."""
+    # A projection may also set ``headers_only = True``: it is then fed events without
+    # state, metadata or hash (read much faster), for read models of who/what/when only.
 
     def ddl(self) -> str:
         """CREATE ... IF NOT EXISTS statements for its tables."""

@@ -98,7 +98,12 @@ class ProjectionRunner:
     async def _read(self, after: int, head: int) -> list[RecordedEvent]:
         if after >= head:
             return []
-        return await self.store.read_all(after=after, limit=self.batch_size, until=head)
+        return await self.store.read_all(
+            after=after,
+            limit=self.batch_size,
+            until=head,
+            headers_only=getattr(self.projection, "headers_only", False),
+        )
 
     async def follow(self, stop: asyncio.Event, *, idle_poll: float = 1.0) -> None:
         """Catch up, then apply live appends until ``stop`` is set."""

@@ -31,6 +31,12 @@ _COLUMNS = (
 )
 
 
+_HEADER_COLUMNS = (
+    "notification_id, originator_id, originator_version, topic, ''::bytea, "
+    "''::bytea, tenant_id, NULL::bytea, recorded_at"
+)
+
+
 def _recorded(row: asyncpg.Record) -> RecordedEvent:
     return RecordedEvent(
         position=row[0],
@@ -59,6 +65,10 @@ class PostgresEventStore:
             f"SELECT {_COLUMNS} FROM {s}.{t} WHERE originator_id = $1 "
             "AND originator_version > $2 AND originator_version <= $3 "
             "ORDER BY originator_version"
+        )
+        self._sql_headers = (
+            f"SELECT {_HEADER_COLUMNS} FROM {s}.{t} WHERE notification_id > $1 "
+            "AND notification_id <= $3 ORDER BY notification_id LIMIT $2"
         )
         self._sql_all = (
             f"SELECT {_COLUMNS} FROM {s}.{t} WHERE notification_id > $1 "
@@ -139,13 +149,18 @@ class PostgresEventStore:
         limit: int = 1000,
         until: int = 2**62,
         tenant_id: str | None = None,
+        headers_only: bool = False,
     ) -> list[RecordedEvent]:
         """Events with ``after < position <= until`` in position order.
 
         Positions are commit-ordered (writers hold the table lock until commit), so
         a reader that resumes after the last position it saw never skips an event.
+        ``headers_only`` leaves out state, metadata and hash (empty) for readers that need
+        only who, what and when: it reads a fraction of the bytes.
         """
-        if tenant_id is None:
+        if headers_only and tenant_id is None:
+            rows = await self.pool.fetch(self._sql_headers, after, limit, until)
+        elif tenant_id is None:
             rows = await self.pool.fetch(self._sql_all, after, limit, until)
         else:
             rows = await self.pool.fetch(self._sql_all_tenant, after, limit, until, tenant_id)

@@ -15,6 +15,8 @@ class ResourceIndex:
     """Kind, owner tenant, version and last event of every aggregate in the store."""
 
     name = "resource_index"
+    headers_only = True
+    """Kind, tenant, version and event names: no need for the events' state."""
 
     def __init__(self, schema: str) -> None:
         self.schema = checked_schema(schema)
@@ -54,10 +56,11 @@ class ResourceIndex:
         return (self.table,)
 
     def accumulator(self) -> _IndexFold:
-        return _IndexFold(self._upsert)
+        """For rebuilds, which start from an emptied table: rows are copied in, not upserted."""
+        return _IndexFold(self._upsert, copy_into=(self.schema, "resource_index"))
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-        fold = self.accumulator()
+        fold = _IndexFold(self._upsert)
         fold.add(events)
         await fold.write(conn)
 
@@ -65,8 +68,9 @@ class ResourceIndex:
 class _IndexFold:
     """Rows folded in memory: a resource touched many times costs one row write."""
 
-    def __init__(self, upsert: str) -> None:
+    def __init__(self, upsert: str, copy_into: tuple[str, str] | None = None) -> None:
         self._upsert = upsert
+        self._copy_into = copy_into
         self.rows: dict[str, list[object]] = {}
 
     def add(self, events: Sequence[RecordedEvent]) -> None:
@@ -94,10 +98,16 @@ class _IndexFold:
                 row[8] = event.recorded_at
 
     async def write(self, conn: asyncpg.Connection) -> None:
-        if self.rows:
+        if self.rows and self._copy_into is not None:
+            schema, table = self._copy_into
+            await conn.copy_records_to_table(
+                table, schema_name=schema, records=[tuple(row) for row in self.rows.values()]
+            )
+            self._copy_into = None  # the table is no longer empty
+        elif self.rows:
             columns = zip(*self.rows.values(), strict=True)
             await conn.execute(self._upsert, *[list(c) for c in columns])
-            self.rows = {}
+        self.rows = {}
 
 
 def _kind(resource_id: str) -> str:
