@@ -11,12 +11,12 @@ import shutil
 import signal
 import sysconfig
 from pathlib import Path
-from types import TracebackType
 
 from gateways.embedded.child import ChildProcess, free_loopback_port
 from gateways.embedded.errors import BinaryNotFound, EmbeddedServiceError, ServiceStartFailed
 from gateways.embedded.probe import jetstream_answers
-from gateways.embedded.statedir import StateDirLock, end_orphan, read_or_create_secret
+from gateways.embedded.server import EmbeddedServer
+from gateways.embedded.statedir import end_orphan, read_or_create_secret
 
 _STOP = ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0))
 _log = logging.getLogger(__name__)
@@ -71,33 +71,26 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-class EmbeddedNats:
+class EmbeddedNats(EmbeddedServer):
     """A nats-server with JetStream stored in ``directory/jetstream``, kept across restarts.
 
     Clients need the token generated once into ``directory/token``; it is part of ``url``.
     With ``monitoring`` the HTTP monitoring endpoint (/varz, /healthz) listens on loopback too.
     """
 
+    title = "nats-server"
+    stop_signals = _STOP
+
     def __init__(
         self, directory: Path, *, monitoring: bool = False, start_timeout: float = 30.0
     ) -> None:
-        self.directory = directory.absolute()
+        super().__init__(directory)
         self.config_path = self.directory / "nats-server.conf"
         self.log_path = self.directory / "nats-server.log"
         self._pid_file = self.directory / "nats-server.pid"
         self._monitoring = monitoring
         self._start_timeout = start_timeout
-        self._lock = StateDirLock(self.directory)
-        self._child: ChildProcess | None = None
-        self._url: str | None = None
         self._monitor_url: str | None = None
-
-    @property
-    def url(self) -> str:
-        """The nats:// URL, with token, of the running server."""
-        if self._url is None:
-            raise EmbeddedServiceError(f"nats-server in {self.directory} is not running")
-        return self._url
 
     @property
     def monitor_url(self) -> str:
@@ -106,43 +99,8 @@ class EmbeddedNats:
             raise EmbeddedServiceError("nats-server monitoring is not enabled or not running")
         return self._monitor_url
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child else None
-
-    async def start(self) -> str:
-        """Start the server, wait until JetStream answers, and return its URL."""
-        if self._url is not None:
-            return self._url
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock.acquire()
-        try:
-            self._url = await self._start_locked()
-        except BaseException:
-            self._lock.release()
-            raise
-        return self._url
-
-    async def stop(self) -> None:
-        """Graceful shutdown; harmless when not running."""
-        child, self._child, self._url, self._monitor_url = self._child, None, None, None
-        try:
-            if child is not None:
-                await child.stop(_STOP)
-        finally:
-            self._lock.release()
-
-    async def __aenter__(self) -> EmbeddedNats:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+    def _forget(self) -> None:
+        self._monitor_url = None
 
     async def _start_locked(self) -> str:
         binary = nats_server_binary()

