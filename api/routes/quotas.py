@@ -15,6 +15,7 @@ from api.services.unit_of_work import UnitOfWork
 from domain.errors import NotFound
 from domain.quota.kinds import DEFAULT_LIMITS, GLOBAL_REGION, QUOTA_KINDS
 from domain.quota.ledger import QuotaLedger, ledger_id
+from domain.settings.global_config import GLOBAL_CONFIG_ID
 
 router = Router()
 
@@ -65,9 +66,12 @@ async def usage(call: Call, tenant_id: str, region: str) -> web.Response:
 
 async def _region_defaults(call: Call, region: str) -> dict[str, int]:
     """The region's own defaults, as ``QuotaLedger.limit`` applies them when allocating."""
+    pool = call.platform.store.pool
     if region == GLOBAL_REGION:
-        return {}
-    found = await call.platform.documents.get(call.platform.store.pool, region)
+        # The region-less scope's defaults live in the global configuration.
+        config = await call.platform.documents.get(pool, GLOBAL_CONFIG_ID)
+        return dict(config.view.get("quota_defaults") or {}) if config is not None else {}
+    found = await call.platform.documents.get(pool, region)
     if found is None or found.kind != "rgn":
         return {}
     return dict(found.view.get("quota_defaults") or {})

@@ -10,6 +10,7 @@ from aiohttp import web
 from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
+from api.services import identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork, other_tenants
 from domain.errors import ValidationFailed
@@ -165,7 +166,8 @@ async def create_project(call: Call) -> web.Response:
     async def decide(unit: UnitOfWork) -> Decided:
         project = Project(tenant_id=tenant_id, name=body.name, description=body.description)
         ledger = await unit.get(ledger_id(tenant_id), QuotaLedger)
-        ledger.allocate(project.id, GLOBAL_REGION, {"projects": 1}, {})
+        defaults = await identity.global_quota_defaults(unit)
+        ledger.allocate(project.id, GLOBAL_REGION, {"projects": 1}, defaults)
         unit.add(project)
         return Decided(resource_id=project.id)
 

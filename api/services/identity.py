@@ -17,6 +17,7 @@ from domain.identity.tenant import Tenant
 from domain.identity.user import User
 from domain.quota.kinds import GLOBAL_REGION
 from domain.quota.ledger import QuotaLedger, ledger_id
+from domain.settings.global_config import GLOBAL_CONFIG_ID, GlobalConfig
 from gateways.passwords import hash_password
 from gateways.tokens import hash_secret, new_key_secret
 
@@ -112,7 +113,7 @@ async def create_sub_account(
     )
     await claim_email(unit, email, user.id)
     ledger = await unit.get(ledger_id(tenant_id), QuotaLedger)
-    ledger.allocate(user.id, GLOBAL_REGION, {"sub_accounts": 1}, {})
+    ledger.allocate(user.id, GLOBAL_REGION, {"sub_accounts": 1}, await global_quota_defaults(unit))
     unit.add(user)
     return Decided(resource_id=user.id)
 
@@ -160,7 +161,8 @@ async def create_api_key(
     )
     if principal.tenant_id is not None:
         ledger = await unit.get(ledger_id(principal.tenant_id), QuotaLedger)
-        ledger.allocate(key.id, GLOBAL_REGION, {"api_keys": 1}, {})
+        defaults = await global_quota_defaults(unit)
+        ledger.allocate(key.id, GLOBAL_REGION, {"api_keys": 1}, defaults)
     unit.add(key)
     return Decided(
         resource_id=key.id,
@@ -206,3 +208,9 @@ async def tenant_of(unit: UnitOfWork, tenant_id: str) -> Tenant:
 def require_active(tenant: Tenant) -> None:
     if tenant.frozen:
         raise InvalidState("the tenant is frozen", tenant_id=tenant.id)
+
+
+async def global_quota_defaults(unit: UnitOfWork) -> dict[str, int]:
+    """The platform's default limits for the region-less scope, set in the global config."""
+    config = await unit.find(GLOBAL_CONFIG_ID, GlobalConfig)
+    return dict(config.quota_defaults) if config is not None else {}
