@@ -33,7 +33,13 @@ TENANT_ROLES: dict[str, tuple[str, ...]] = {
         "iam:project:read",
     ),
     "read-only": ("*:*:read",),
-    "billing": ("billing:*", "tenant:*:read", "quota:*:read"),
+    "billing": (
+        "billing:*",
+        "tenant:*:read",
+        "quota:*:read",
+        "compute:region:read",
+        "compute:flavor:read",
+    ),
 }
 """Built-in roles a tenant's users can hold."""
 

@@ -18,3 +18,11 @@ async def test_global_defaults_limit_projects_and_show_as_limits(api: Api) -> No
     quotas = await (await owner.get("/v1/quotas")).json()
     projects = next(q for q in quotas["quotas"] if q["kind"] == "projects")
     assert projects == {"kind": "projects", "used": 2, "limit": 2}
+
+
+async def test_billing_users_see_the_regions_and_flavors_they_are_billed_for(api: Api) -> None:
+    owner = await api.tenant("billed")
+    billing = await api.sub_account(owner, ["billing"])
+    assert (await billing.get("/v1/regions")).status == 200
+    assert (await billing.get("/v1/flavors")).status == 200
+    assert (await billing.post("/v1/projects", json={"name": "no"})).status == 403
