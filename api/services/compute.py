@@ -90,6 +90,7 @@ async def create_instances(
     preemptible: bool,
     host_ids: Sequence[str],
     health: Mapping[str, Health],
+    charge_mode: str = "on_demand",
 ) -> Decided:
     if not 1 <= count <= MAX_BATCH:
         raise ValidationFailed(f"count runs from 1 to {MAX_BATCH}", field="count")
@@ -174,6 +175,7 @@ async def create_instances(
             preemptible=preemptible,
             server_group_id=None,
             requested_at=now,
+            charge_mode=charge_mode,
         )
         instance.schedule(decision.host_id, new_id("stp"), msgspec.to_builtins(decision))
         unit.add(instance)

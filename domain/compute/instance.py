@@ -57,6 +57,7 @@ class Instance(Aggregate):
         preemptible: bool,
         server_group_id: str | None,
         requested_at: datetime,
+        charge_mode: str = "on_demand",
     ) -> None:
         self.tenant_id = tenant_id
         self.project_id = project_id
@@ -76,6 +77,8 @@ class Instance(Aggregate):
         self.deadline: datetime | None = requested_at + DEADLINES[PENDING]
         self.error: str | None = None
         self.hard = False
+        self.charge_mode = charge_mode
+        """``on_demand`` (metered) or ``prepaid`` (covered by a subscription)."""
 
     def view(self) -> dict[str, Any]:
         return {
@@ -95,6 +98,7 @@ class Instance(Aggregate):
             "host_id": self.host_id,
             "deadline": self.deadline.isoformat() if self.deadline else None,
             "error": self.error,
+            "charge_mode": self.charge_mode,
         }
 
     # -- placement and build ---------------------------------------------------------
@@ -213,6 +217,21 @@ class Instance(Aggregate):
     def _purged(self) -> None:
         # host_id stays: it is where the guest's remains are removed.
         self.status = PURGED
+
+    # -- size ------------------------------------------------------------------------
+
+    def resize(self, flavor_id: str, vcpus: int, memory_mb: int) -> None:
+        """A cold resize: the next start runs the guest at the new size."""
+        self._require(STOPPED)
+        if (flavor_id, vcpus, memory_mb) == (self.flavor_id, self.vcpus, self.memory_mb):
+            raise InvalidState("the instance already has this size", instance_id=self.id)
+        self._resized(flavor_id, vcpus, memory_mb)
+
+    @event("Resized")
+    def _resized(self, flavor_id: str, vcpus: int, memory_mb: int) -> None:
+        self.flavor_id = flavor_id
+        self.vcpus = vcpus
+        self.memory_mb = memory_mb
 
     # -- rules -----------------------------------------------------------------------
 
