@@ -36,8 +36,14 @@ def domain_xml(spec: InstanceSpec, *, domain_type: str = "qemu", arch: str = "x8
     _sub(domain, "uuid", str(uuid.uuid5(_NAMESPACE, spec.instance_id)))
     _sub(domain, "memory", str(spec.memory_mb), unit="MiB")
     _sub(domain, "vcpu", str(spec.vcpus))
+    # The guest reads its instance id as the SMBIOS serial number (dmidecode, cloud-init).
+    system = _sub(_sub(domain, "sysinfo", type="smbios"), "system")
+    _sub(system, "entry", "SCloudStack", name="manufacturer")
+    _sub(system, "entry", "SCloudStack Compute", name="product")
+    _sub(system, "entry", spec.instance_id, name="serial")
     os_element = _sub(domain, "os")
     _sub(os_element, "type", "hvm", arch=arch)
+    _sub(os_element, "smbios", mode="sysinfo")
     if spec.kernel:
         _sub(os_element, "kernel", spec.kernel)
         if spec.initrd:
