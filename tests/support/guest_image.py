@@ -74,13 +74,22 @@ def _run(*args: str, cwd: Path | None = None) -> str:
 
 
 def kernel_package() -> str:
-    """The versioned package the cloud kernel meta package depends on right now."""
-    depends = _run("apt-cache", "depends", "--important", META_PACKAGE)
-    for line in depends.splitlines():
-        name = line.strip().removeprefix("Depends:").strip()
-        if name.startswith("linux-image-") and name != META_PACKAGE:
-            return name
-    raise RuntimeError(f"apt-cache knows no kernel behind {META_PACKAGE}: run apt-get update")
+    """The versioned package the cloud kernel meta package depends on right now.
+
+    A fresh machine may have no package lists yet: then they are fetched once.
+    """
+    for attempt in range(2):
+        try:
+            depends = _run("apt-cache", "depends", "--important", META_PACKAGE)
+        except RuntimeError:
+            depends = ""
+        for line in depends.splitlines():
+            name = line.strip().removeprefix("Depends:").strip()
+            if name.startswith("linux-image-") and name != META_PACKAGE:
+                return name
+        if attempt == 0:
+            _run("apt-get", "update", "-qq")
+    raise RuntimeError(f"apt knows no kernel behind {META_PACKAGE}, even after apt-get update")
 
 
 def _download_kernel(package: str, version: str, into: Path) -> tuple[bytes, dict[str, bytes]]:
@@ -91,7 +100,7 @@ def _download_kernel(package: str, version: str, into: Path) -> tuple[bytes, dic
         work.chmod(0o755)
         try:
             _run("apt-get", "download", "-q", package, cwd=work)
-        except RuntimeError:
+        except RuntimeError:  # stale package lists name a version the mirror dropped
             _run("apt-get", "update", "-qq")
             _run("apt-get", "download", "-q", package, cwd=work)
         (deb,) = work.glob("*.deb")
@@ -147,7 +156,9 @@ def guest_image(cache: Path | None = None) -> GuestImage:
     root = cache or cache_dir()
     package = kernel_package()
     version = package.removeprefix("linux-image-")
-    recipe = hashlib.sha256((INIT + POWER_BUTTON + CMDLINE).encode()).hexdigest()[:8]
+    recipe = hashlib.sha256(
+        "\0".join([INIT, POWER_BUTTON, CMDLINE, *MODULES]).encode()
+    ).hexdigest()[:8]
     guest = root / "guests" / f"{version}-{recipe}"
     image = GuestImage(
         disk=guest / "empty.qcow2", kernel=guest / "vmlinuz", initrd=guest / "initrd.gz"
@@ -158,11 +169,11 @@ def guest_image(cache: Path | None = None) -> GuestImage:
         guest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=guest.parent) as scratch:
             work = Path(scratch)
+            work.chmod(0o755)  # apt's _apt user downloads inside
             kernel, modules = _download_kernel(package, version, work)
             (work / image.kernel.name).write_bytes(kernel)
             (work / image.initrd.name).write_bytes(_initramfs(modules))
             _run("qemu-img", "create", "-q", "-f", "qcow2", str(work / image.disk.name), "64M")
-            work.chmod(0o755)
             os.rename(work, guest)
             work.mkdir()  # for TemporaryDirectory's cleanup
     # QEMU runs as libvirt-qemu: every directory on the way must let it through.
