@@ -35,13 +35,19 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev
 for module in /lib/modules/*.ko; do insmod "$module"; done
-# acpid opens /dev/input/event0.. once, at start: wait for devtmpfs to show every device.
-i=0
+# acpid opens /dev/input/event0.. once, at start: wait for devtmpfs to show every device,
+# then for acpid to hold them all, so the marker means "up and listening for the button".
 wanted=$(ls /sys/class/input | grep -c event)
+i=0
 while [ "$(ls /dev/input 2>/dev/null | grep -c event)" -lt "$wanted" ] && [ $i -lt 50 ]; do
     sleep 0.1; i=$((i + 1))
 done
-acpid -c /etc/acpi -l /dev/null
+acpid -f -c /etc/acpi -l /dev/null &
+fds=/proc/$!/fd
+i=0
+while [ "$(ls -l $fds 2>/dev/null | grep -c /dev/input/)" -lt "$wanted" ] && [ $i -lt 50 ]; do
+    sleep 0.1; i=$((i + 1))
+done
 # libvirt puts the instance id in the SMBIOS serial number.
 echo "{MARKER} $(cat /sys/class/dmi/id/product_serial 2>/dev/null || echo unknown)"
 while true; do sleep 3600; done
