@@ -126,7 +126,9 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
 
 
 def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None]]:
-    """The compute process managers: steps to hosts, outcomes back, deadlines."""
+    """The compute process managers: steps to hosts, outcomes back, deadlines, lost hosts."""
+    from api.services.host_failure import HostFailures, run_host_failures
+
     schema = platform.settings.schema
 
     async def ensure() -> None:
@@ -144,6 +146,15 @@ def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None
         dispatcher.run(stop),
         ingester.run(stop),
         run_deadlines(platform.executor, schema, stop),
+        run_host_failures(
+            HostFailures(
+                platform.executor,
+                schema,
+                platform.host_health,
+                lambda: platform.settings.host_down_after_seconds,
+            ),
+            stop,
+        ),
     ]
 
 

@@ -47,6 +47,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where ``scloud hostd`` keeps disks and serial logs; None: ``state_dir``/host."""
     host_observe_seconds: float = 30.0
     """How often a host reports its observed instances."""
+    host_down_after_seconds: float = 30.0
+    """A host without a heartbeat this long is marked down and its instances evacuated."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +76,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             else None,
             host_observe_seconds=float(
                 env.get("SCLOUD_HOST_OBSERVE_SECONDS", str(defaults.host_observe_seconds))
+            ),
+            host_down_after_seconds=float(
+                env.get("SCLOUD_HOST_DOWN_AFTER_SECONDS", str(defaults.host_down_after_seconds))
             ),
             token_key=env.get("SCLOUD_TOKEN_KEY") or None,
             webhook_loopback_only=env.get("SCLOUD_WEBHOOK_LOOPBACK_ONLY", "0") not in ("", "0"),

@@ -42,14 +42,16 @@ class SimulatedFleet:
         options: DaemonOptions | None = None,
         heartbeat_every: float | None = 5.0,
         bucket_name: str = BUCKET,
+        host_ids: list[str] | None = None,
     ) -> None:
-        """``heartbeat_every`` None sends no heartbeats (for tests of commands alone)."""
+        """``heartbeat_every`` None sends no heartbeats (for tests of commands alone);
+        ``host_ids`` names the hosts (the platform's ids) instead of ``prefix``-numbers."""
         self.nats_url = nats_url
         self.bus = bus or HostBus()
         self.options = options or DaemonOptions()
         self.heartbeat_every = heartbeat_every
         self.bucket_name = bucket_name
-        self.host_ids = [f"{prefix}-{index:05d}" for index in range(n)]
+        self.host_ids = host_ids or [f"{prefix}-{index:05d}" for index in range(n)]
         self.computes = {host_id: SimulatedCompute(host_id) for host_id in self.host_ids}
         self._stop = asyncio.Event()
         self._nc: Client | None = None
@@ -57,6 +59,8 @@ class SimulatedFleet:
         self.daemons: dict[str, HostDaemon] = {}
         self._pullers: dict[str, Puller] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.dead: set[str] = set()
+        """Hosts whose daemon was killed: no commands, no heartbeats, no reports."""
 
     @property
     def nc(self) -> Client:
@@ -103,6 +107,27 @@ class SimulatedFleet:
         if self._nc is not None:
             await self._nc.drain()
 
+    async def kill(self, host_id: str) -> None:
+        """The host's daemon dies: it stops pulling, beating and reporting at once.
+
+        Commands in hand are dropped unacked (JetStream hands them back later); the
+        simulated hypervisor keeps its domains, as a real one would across a daemon crash.
+        """
+        assert self._hub is not None, "the fleet is not started"
+        self.dead.add(host_id)
+        puller = self._pullers.pop(host_id)
+        self._hub.remove(puller)
+        await self.daemons[host_id].runner.lanes.cancel()
+
+    async def revive(self, host_id: str) -> None:
+        """The daemon starts again: a new runner pulls from the same durable consumer."""
+        assert self._hub is not None, "the fleet is not started"
+        old = self.daemons[host_id]
+        daemon = HostDaemon(self.nc, old.host, bus=self.bus, options=self.options)
+        self.daemons[host_id] = daemon
+        self._pullers[host_id] = await daemon.attach(self._hub)
+        self.dead.discard(host_id)
+
     async def __aenter__(self) -> SimulatedFleet:
         await self.start()
         return self
@@ -122,8 +147,9 @@ class SimulatedFleet:
 
     async def _report_every(self) -> None:
         while not self._stop.is_set():
-            for daemon in self.daemons.values():
-                await daemon.report()
+            for host_id, daemon in list(self.daemons.items()):
+                if host_id not in self.dead:
+                    await daemon.report()
             await wait_any(self._stop, timeout=self.options.observe_every)
 
     async def _beat_every(self) -> None:
@@ -132,7 +158,7 @@ class SimulatedFleet:
         while not self._stop.is_set():
             # One reading of the machine for all: the hosts share it anyway.
             base = measure("")
-            hosts = list(self.computes.items())
+            hosts = [item for item in self.computes.items() if item[0] not in self.dead]
             for start in range(0, len(hosts), 200):
                 results = await asyncio.gather(
                     *(

@@ -89,6 +89,8 @@ class HostView(msgspec.Struct, kw_only=True):
     labels: dict[str, str]
     gpus: list[Gpu]
     status: HostStatus
+    down: bool = False
+    """Marked down by the platform: its heartbeat deadline passed."""
 
 
 class HostPage(msgspec.Struct, kw_only=True):
@@ -233,7 +235,8 @@ async def disable_host(call: Call) -> web.Response:
 @router.route(
     "POST",
     "/v1/admin/hosts/{id}/actions/maintenance",
-    summary="Put a host into maintenance",
+    summary="Put a host into maintenance: nothing new is placed on it and its instances are "
+    "moved to other hosts (rebuilt from their images)",
     action="admin:host:update",
     response=Accepted,
     status=202,

@@ -15,16 +15,21 @@ from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
 from domain.compute.image import Image
-from domain.compute.instance import Instance
+from domain.compute.instance import DELETING, EVACUABLE, Instance
 from domain.compute.scheduler import (
     HostView,
     LiveLoad,
     PlacedInstance,
     PlacementRequest,
     Resources,
+    place,
     place_batch,
 )
+from domain.compute.scheduler import (
+    ServerGroup as GroupView,
+)
 from domain.compute.scheduler.view import GpuDevice
+from domain.compute.server_group import ServerGroup
 from domain.errors import Conflict, NotFound, ValidationFailed
 from domain.ids import new_id
 from domain.inventory.cluster import Cluster
@@ -52,7 +57,7 @@ def host_view(host: Host, cluster: Cluster, health: Health) -> HostView:
         cluster_id=host.cluster_id,
         architecture=cluster.architecture,
         enabled=host.status != DISABLED and cluster.enabled,
-        healthy=health.healthy,
+        healthy=health.healthy and not host.down,
         maintenance=host.status == MAINTENANCE,
         capacity=Resources(**host.capacity),
         used=Resources(**host.used()),
@@ -76,6 +81,31 @@ def host_view(host: Host, cluster: Cluster, health: Health) -> HostView:
     )
 
 
+class Fleet(msgspec.Struct):
+    """A region's hosts as aggregates (to claim on) and as the scheduler's view."""
+
+    hosts: dict[str, Host]
+    clusters: dict[str, Cluster]
+    views: list[HostView]
+
+
+async def region_fleet(
+    unit: UnitOfWork, region_id: str, host_ids: Sequence[str], health: Mapping[str, Health]
+) -> Fleet:
+    hosts: dict[str, Host] = {}
+    clusters: dict[str, Cluster] = {}
+    views: list[HostView] = []
+    for host_id in host_ids:
+        host = await unit.get(host_id, Host)
+        if host.region_id != region_id:
+            continue
+        cluster = clusters.get(host.cluster_id) or await unit.get(host.cluster_id, Cluster)
+        clusters[cluster.id] = cluster
+        hosts[host.id] = host
+        views.append(host_view(host, cluster, health.get(host.id, Health(healthy=False))))
+    return Fleet(hosts, clusters, views)
+
+
 async def create_instances(
     unit: UnitOfWork,
     *,
@@ -91,6 +121,7 @@ async def create_instances(
     host_ids: Sequence[str],
     health: Mapping[str, Health],
     charge_mode: str = "on_demand",
+    server_group_id: str | None = None,
 ) -> Decided:
     if not 1 <= count <= MAX_BATCH:
         raise ValidationFailed(f"count runs from 1 to {MAX_BATCH}", field="count")
@@ -114,17 +145,10 @@ async def create_instances(
     if region is None:
         raise ValidationFailed(f"{region_id} is not a region", field="region_id")
     region_defaults = region.quota_defaults
-    hosts: dict[str, Host] = {}
-    clusters: dict[str, Cluster] = {}
-    views: list[HostView] = []
-    for host_id in host_ids:
-        host = await unit.get(host_id, Host)
-        if host.region_id != region_id:
-            continue
-        cluster = clusters.get(host.cluster_id) or await unit.get(host.cluster_id, Cluster)
-        clusters[cluster.id] = cluster
-        hosts[host.id] = host
-        views.append(host_view(host, cluster, health.get(host.id, Health(healthy=False))))
+    fleet = await region_fleet(unit, region_id, host_ids, health)
+    hosts, clusters, views = fleet.hosts, fleet.clusters, fleet.views
+    group = None if server_group_id is None else await group_of(unit, server_group_id, tenant_id)
+    groups: dict[str, GroupView] = {} if group is None else {group.id: group.scheduler_view()}
     instance_ids = [new_id("i") for _ in range(count)]
     request = PlacementRequest(
         instance_id=instance_ids[0],
@@ -135,8 +159,9 @@ async def create_instances(
         memory_mb=flavor.memory_mb,
         disk_gb=disk,
         preemptible=preemptible,
+        server_group_id=server_group_id,
     )
-    batch = place_batch(request, instance_ids, views)
+    batch = place_batch(request, instance_ids, views, groups)
     now = clock.now()
     created: list[str] = []
     for instance_id, decision in zip(instance_ids, batch.decisions, strict=True):
@@ -156,10 +181,12 @@ async def create_instances(
             decision.gpu_addresses,
             tenant_id=tenant_id,
             preemptible=preemptible,
-            server_group_id=None,
+            server_group_id=server_group_id,
             cpu_overcommit=cluster.cpu_overcommit,
             memory_overcommit=cluster.memory_overcommit,
         )
+        if group is not None:
+            group.join(instance_id, decision.host_id)
         instance = Instance._create(
             Instance.Created,
             id=instance_id,
@@ -173,7 +200,7 @@ async def create_instances(
             memory_mb=flavor.memory_mb,
             disk_gb=disk,
             preemptible=preemptible,
-            server_group_id=None,
+            server_group_id=server_group_id,
             requested_at=now,
             charge_mode=charge_mode,
         )
@@ -181,6 +208,23 @@ async def create_instances(
         unit.add(instance)
         created.append(instance_id)
     return Decided(resource_id=created[0], body={"instance_ids": created})
+
+
+async def group_of(unit: UnitOfWork, group_id: str, tenant_id: str) -> ServerGroup:
+    """The tenant's server group; another tenant's is answered as a missing one."""
+    group = await unit.find(group_id, ServerGroup)
+    if group is None or group.tenant_id != tenant_id or group.deleted:
+        raise ValidationFailed(
+            f"{group_id} is not a server group of yours", field="server_group_id"
+        )
+    return group
+
+
+async def leave_group(unit: UnitOfWork, instance: Instance) -> None:
+    if instance.server_group_id is not None:
+        group = await unit.find(instance.server_group_id, ServerGroup)
+        if group is not None:
+            group.leave(instance.id)
 
 
 async def instance_of(unit: UnitOfWork, instance_id: str, tenant_id: str | None) -> Instance:
@@ -199,3 +243,67 @@ async def release_host(unit: UnitOfWork, instance: Instance, reason: str) -> Non
 async def release_quota(unit: UnitOfWork, instance: Instance) -> None:
     ledger = await unit.get(ledger_id(instance.tenant_id), QuotaLedger)
     ledger.release(instance.id)
+
+
+async def evacuate_instance(
+    unit: UnitOfWork,
+    instance_id: str,
+    from_host_id: str,
+    *,
+    reason: str,
+    host_ids: Sequence[str],
+    health: Mapping[str, Health],
+) -> Decided:
+    """Move one instance off a lost (or drained) host: placed again, claimed, rebuilt.
+
+    Nothing happens when it has already left the host or is in no state to move.
+    """
+    instance = await unit.get(instance_id, Instance)
+    if instance.host_id != from_host_id:
+        return Decided(resource_id=instance_id, body={"moved": False})
+    if instance.status == DELETING:
+        instance.deleted_with_host()
+        return Decided(resource_id=instance_id, body={"moved": False})
+    if instance.status not in EVACUABLE:
+        return Decided(resource_id=instance_id, body={"moved": False})
+    flavor = await unit.get(instance.flavor_id, Flavor)
+    fleet = await region_fleet(unit, instance.region_id, host_ids, health)
+    request = PlacementRequest(
+        instance_id=instance.id,
+        tenant_id=instance.tenant_id,
+        region_id=instance.region_id,
+        architecture=flavor.architecture,
+        vcpus=instance.vcpus,
+        memory_mb=instance.memory_mb,
+        disk_gb=instance.disk_gb,
+        preemptible=instance.preemptible,
+        server_group_id=instance.server_group_id,
+    )
+    group: ServerGroup | None = None
+    groups: dict[str, GroupView] = {}
+    if instance.server_group_id is not None:
+        group = await unit.get(instance.server_group_id, ServerGroup)
+        others = {i: h for i, h in group.members.items() if i != instance.id}
+        groups[group.id] = msgspec.structs.replace(group.scheduler_view(), members=others)
+    views = [view for view in fleet.views if view.id != from_host_id]
+    decision = place(request, views, groups)
+    if decision.host_id is None:
+        raise NoCapacity(decision.reason or f"no host can take {instance.id}")
+    target = fleet.hosts[decision.host_id]
+    cluster = fleet.clusters[target.cluster_id]
+    target.claim(
+        instance.id,
+        {"vcpus": instance.vcpus, "memory_mb": instance.memory_mb, "disk_gb": instance.disk_gb},
+        decision.gpu_addresses,
+        tenant_id=instance.tenant_id,
+        preemptible=instance.preemptible,
+        server_group_id=instance.server_group_id,
+        cpu_overcommit=cluster.cpu_overcommit,
+        memory_overcommit=cluster.memory_overcommit,
+    )
+    if group is not None:
+        group.join(instance.id, decision.host_id)
+    lost = await unit.get(from_host_id, Host)
+    lost.release(instance.id, f"evacuated: {reason}")
+    instance.evacuate(decision.host_id, new_id("stp"), msgspec.to_builtins(decision), reason)
+    return Decided(resource_id=instance.id, body={"moved": True, "host_id": decision.host_id})

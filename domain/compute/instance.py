@@ -38,6 +38,8 @@ DEADLINES = {
     DELETING: timedelta(seconds=120),
 }
 """How long each step may take before it is declared timed out."""
+EVACUABLE = frozenset({RUNNING, BUILDING, STARTING, REBOOTING, STOPPING, STOPPED})
+"""States an instance on a lost (or drained) host is moved from."""
 
 
 class Instance(Aggregate):
@@ -217,6 +219,43 @@ class Instance(Aggregate):
     def _purged(self) -> None:
         # host_id stays: it is where the guest's remains are removed.
         self.status = PURGED
+
+    # -- host failure ----------------------------------------------------------------
+
+    def evacuate(self, host_id: str, step_id: str, decision: dict[str, Any], reason: str) -> None:
+        """Its host is lost (or drained): rebuilt from its image on ``host_id``.
+
+        A guest that was meant to run is built there and started; a stopped one only moves
+        (its next start builds it).
+        """
+        self._require(*EVACUABLE)
+        if self.status in (STOPPED, STOPPING):
+            self._evacuated(self.host_id, host_id, None, None, STOPPED, decision, reason)
+            return
+        deadline = clock.now() + DEADLINES[BUILDING]
+        self._evacuated(self.host_id, host_id, step_id, deadline, BUILDING, decision, reason)
+
+    @event("Evacuated")
+    def _evacuated(
+        self,
+        from_host_id: str | None,
+        host_id: str,
+        step_id: str | None,
+        deadline: datetime | None,
+        status: str,
+        decision: dict[str, Any],
+        reason: str,
+    ) -> None:
+        self.host_id = host_id
+        self.step_id = step_id
+        self.deadline = deadline
+        self.status = status
+        self.error = None
+
+    def deleted_with_host(self) -> None:
+        """Its host is lost while it was being deleted: the guest went with it."""
+        self._require(DELETING)
+        self._recycled()
 
     # -- size ------------------------------------------------------------------------
 

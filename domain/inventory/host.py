@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import event
@@ -89,6 +90,9 @@ def check_gpus(gpus: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
 class Host(Aggregate):
     id_prefix = "hst"
 
+    down = False
+    """Its heartbeat deadline passed: the platform's finding, apart from the admin status."""
+
     def __init__(
         self,
         cluster_id: str,
@@ -142,6 +146,7 @@ class Host(Aggregate):
             "labels": self.labels,
             "gpus": self.gpus,
             "status": self.status,
+            "down": self.down,
             "used": self.used(),
             "instances": len(self.claims),
         }
@@ -204,6 +209,28 @@ class Host(Aggregate):
     def _entered_maintenance(self) -> None:
         self.status = MAINTENANCE
 
+    # -- health: the platform's verdict on the heartbeat ------------------------------
+
+    def mark_down(self, last_seen: datetime | None, reason: str) -> None:
+        """No heartbeat in time: nothing is placed here and its instances are evacuated."""
+        if self.down:
+            raise InvalidState(f"host {self.hostname} is already down", host_id=self.id)
+        self._marked_down(last_seen, reason)
+
+    @event("MarkedDown")
+    def _marked_down(self, last_seen: datetime | None, reason: str) -> None:
+        self.down = True
+
+    def mark_up(self) -> None:
+        """Its heartbeat is back: it may take instances again."""
+        if not self.down:
+            raise InvalidState(f"host {self.hostname} is not down", host_id=self.id)
+        self._marked_up()
+
+    @event("MarkedUp")
+    def _marked_up(self) -> None:
+        self.down = False
+
     # -- capacity claims: the authority the scheduler only advises --------------------
 
     def used(self) -> dict[str, int]:
@@ -234,6 +261,8 @@ class Host(Aggregate):
             return  # the same instance claiming twice is a repeat, not a second claim
         if self.status != ENABLED:
             raise InvalidState(f"host {self.hostname} is {self.status}", host_id=self.id)
+        if self.down:
+            raise InvalidState(f"host {self.hostname} is down", host_id=self.id)
         used = self.used()
         limits = {
             "vcpus": int(self.capacity["vcpus"] * cpu_overcommit),

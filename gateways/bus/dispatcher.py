@@ -34,7 +34,13 @@ from projections.checkpoints import Checkpoints
 log = logging.getLogger(__name__)
 
 _INSTANCE = "domain.compute.instance:Instance."
-_STEPS = {f"{_INSTANCE}Scheduled", f"{_INSTANCE}StepStarted", f"{_INSTANCE}Purged"}
+_EVACUATED = f"{_INSTANCE}Evacuated"
+_STEPS = {
+    f"{_INSTANCE}Scheduled",
+    f"{_INSTANCE}StepStarted",
+    f"{_INSTANCE}Purged",
+    _EVACUATED,
+}
 _ACTIONS = {
     STARTING: Action.ENSURE_RUNNING,
     STOPPING: Action.ENSURE_STOPPED,
@@ -93,6 +99,24 @@ class HostCommandDispatcher:
             hard=instance.status == REBOOTING and instance.hard,
         )
 
+    @staticmethod
+    def cleanup_for(event: RecordedEvent) -> HostCommand | None:
+        """An evacuated guest is removed from the host it left, whenever that host returns.
+
+        The command waits in the host's durable consumer, behind anything sent before it,
+        so a host that comes back never keeps running a guest that now runs elsewhere.
+        """
+        state = msgspec.json.decode(event.state)
+        from_host = state.get("from_host_id") if isinstance(state, dict) else None
+        if not isinstance(from_host, str):
+            return None
+        return HostCommand(
+            step_id=f"evacuated-{event.originator_id}-{event.originator_version}",
+            host_id=from_host,
+            instance_id=event.originator_id,
+            action=Action.ENSURE_ABSENT,
+        )
+
     async def _spec(self, instance: Instance) -> GuestSpec:
         image = await self.repository.get(instance.image_id, Image)
         return GuestSpec(
@@ -120,6 +144,10 @@ class HostCommandDispatcher:
         sent = 0
         while batch := await self.store.read_all(after=position, limit=500):
             for event in batch:
+                if event.topic == _EVACUATED:
+                    cleanup = self.cleanup_for(event)
+                    if cleanup is not None:
+                        await self.publish(cleanup)
                 if event.topic in _STEPS:
                     command = await self.command_for(event)
                     if command is not None:
