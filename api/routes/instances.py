@@ -33,6 +33,8 @@ class CreateInstances(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     count: Annotated[int, msgspec.Meta(ge=1, le=compute.MAX_BATCH)] = 1
     preemptible: bool = False
     project_id: Id | None = None
+    server_group_id: Id | None = None
+    """Place into this server group, under its policy."""
 
 
 class CreatedInstances(msgspec.Struct, kw_only=True):
@@ -118,6 +120,7 @@ async def create_instances(call: Call) -> web.Response:
             preemptible=body.preemptible,
             host_ids=hosts,
             health=health,
+            server_group_id=body.server_group_id,
         )
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))
@@ -222,6 +225,7 @@ async def _restore(unit: UnitOfWork, instance: Instance) -> None:
 async def _purge(unit: UnitOfWork, instance: Instance) -> None:
     instance.purge()
     await compute.release_host(unit, instance, "purged")
+    await compute.leave_group(unit, instance)
     await compute.release_quota(unit, instance)
 
 

@@ -7,7 +7,9 @@ to append fails the version check and decides again, on the host's fresh claims.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -37,8 +39,12 @@ from domain.inventory.flavor import Flavor
 from domain.inventory.host import DISABLED, MAINTENANCE, Host
 from domain.inventory.region import Region
 from domain.quota.ledger import QuotaLedger, ledger_id
+from gateways.eventstore.repository import Repository
 
 MAX_BATCH = 50
+STALE_VIEW_RETRIES = 4
+"""Placements again on a refreshed view when a chosen host changed under the cached one;
+past that, the host's own re-check and the append's version check still hold."""
 
 
 class NoCapacity(Conflict):
@@ -81,29 +87,108 @@ def host_view(host: Host, cluster: Cluster, health: Health) -> HostView:
     )
 
 
-class Fleet(msgspec.Struct):
-    """A region's hosts as aggregates (to claim on) and as the scheduler's view."""
+class FleetCache:
+    """Every host and cluster in memory, for the scheduler's view, kept fresh by versions.
 
-    hosts: dict[str, Host]
+    Loading a region's hosts for each create costs a read per host; instead this follows
+    the store's event headers and loads again only what changed since. A view can still be
+    a moment behind another process's append: the claim is made on the host loaded afresh,
+    and if its version is not the one the view was built from, the command is decided
+    again (as on any version conflict) on a refreshed view.
+    """
+
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+        self.position: int | None = None
+        self.hosts: dict[str, Host] = {}
+        self.clusters: dict[str, Cluster] = {}
+        self._views: dict[str, tuple[tuple[int, int, Health], HostView]] = {}
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        """Forget every host and cluster that changed since the last refresh."""
+        async with self._lock:
+            store = self.repository.store
+            if self.position is None:
+                self.position = await store.last_position()
+                return
+            while batch := await store.read_all(
+                after=self.position, limit=10_000, headers_only=True
+            ):
+                for event in batch:
+                    self.hosts.pop(event.originator_id, None)
+                    self.clusters.pop(event.originator_id, None)
+                self.position = batch[-1].position
+
+    async def host(self, host_id: str) -> Host:
+        host = self.hosts.get(host_id)
+        if host is None:
+            host = self.hosts[host_id] = await self.repository.get(host_id, Host)
+        return host
+
+    async def cluster(self, cluster_id: str) -> Cluster:
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            cluster = self.clusters[cluster_id] = await self.repository.get(cluster_id, Cluster)
+        return cluster
+
+    def view(self, host: Host, cluster: Cluster, health: Health) -> HostView:
+        key = (host.version, cluster.version, health)
+        cached = self._views.get(host.id)
+        if cached is None or cached[0] != key:
+            cached = self._views[host.id] = (key, host_view(host, cluster, health))
+        return cached[1]
+
+
+_CACHES: weakref.WeakKeyDictionary[Repository, FleetCache] = weakref.WeakKeyDictionary()
+
+
+def fleet_cache(repository: Repository) -> FleetCache:
+    cache = _CACHES.get(repository)
+    if cache is None:
+        cache = _CACHES[repository] = FleetCache(repository)
+    return cache
+
+
+class Fleet(msgspec.Struct):
+    """A region's hosts as the scheduler sees them, and the versions the view was built from."""
+
+    cache: FleetCache
+    versions: dict[str, int]
     clusters: dict[str, Cluster]
     views: list[HostView]
+
+    async def current(self, unit: UnitOfWork, host_ids: Iterable[str]) -> bool:
+        """Whether the chosen hosts, loaded afresh into ``unit``, are as the view saw them.
+
+        A host that moved on is forgotten by the cache, so the next view loads it again.
+        """
+        current = True
+        for host_id in host_ids:
+            if (await unit.get(host_id, Host)).version != self.versions[host_id]:
+                self.cache.hosts.pop(host_id, None)
+                current = False
+        return current
 
 
 async def region_fleet(
     unit: UnitOfWork, region_id: str, host_ids: Sequence[str], health: Mapping[str, Health]
 ) -> Fleet:
-    hosts: dict[str, Host] = {}
+    cache = fleet_cache(unit.repository)
+    await cache.refresh()
+    versions: dict[str, int] = {}
     clusters: dict[str, Cluster] = {}
     views: list[HostView] = []
+    unhealthy = Health(healthy=False)
     for host_id in host_ids:
-        host = await unit.get(host_id, Host)
+        host = await cache.host(host_id)
         if host.region_id != region_id:
             continue
-        cluster = clusters.get(host.cluster_id) or await unit.get(host.cluster_id, Cluster)
+        cluster = clusters.get(host.cluster_id) or await cache.cluster(host.cluster_id)
         clusters[cluster.id] = cluster
-        hosts[host.id] = host
-        views.append(host_view(host, cluster, health.get(host.id, Health(healthy=False))))
-    return Fleet(hosts, clusters, views)
+        versions[host.id] = host.version
+        views.append(cache.view(host, cluster, health.get(host.id, unhealthy)))
+    return Fleet(cache, versions, clusters, views)
 
 
 async def create_instances(
@@ -145,8 +230,6 @@ async def create_instances(
     if region is None:
         raise ValidationFailed(f"{region_id} is not a region", field="region_id")
     region_defaults = region.quota_defaults
-    fleet = await region_fleet(unit, region_id, host_ids, health)
-    hosts, clusters, views = fleet.hosts, fleet.clusters, fleet.views
     group = None if server_group_id is None else await group_of(unit, server_group_id, tenant_id)
     groups: dict[str, GroupView] = {} if group is None else {group.id: group.scheduler_view()}
     instance_ids = [new_id("i") for _ in range(count)]
@@ -161,7 +244,11 @@ async def create_instances(
         preemptible=preemptible,
         server_group_id=server_group_id,
     )
-    batch = place_batch(request, instance_ids, views, groups)
+    for _ in range(STALE_VIEW_RETRIES):
+        fleet = await region_fleet(unit, region_id, host_ids, health)
+        batch = place_batch(request, instance_ids, fleet.views, groups)
+        if await fleet.current(unit, {d.host_id for d in batch.decisions if d.host_id}):
+            break
     now = clock.now()
     created: list[str] = []
     for instance_id, decision in zip(instance_ids, batch.decisions, strict=True):
@@ -173,8 +260,8 @@ async def create_instances(
             {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb},
             region_defaults,
         )
-        host = hosts[decision.host_id]
-        cluster = clusters[host.cluster_id]
+        host = await unit.get(decision.host_id, Host)
+        cluster = fleet.clusters[host.cluster_id]
         host.claim(
             instance_id,
             {"vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb, "disk_gb": disk},
@@ -267,7 +354,6 @@ async def evacuate_instance(
     if instance.status not in EVACUABLE:
         return Decided(resource_id=instance_id, body={"moved": False})
     flavor = await unit.get(instance.flavor_id, Flavor)
-    fleet = await region_fleet(unit, instance.region_id, host_ids, health)
     request = PlacementRequest(
         instance_id=instance.id,
         tenant_id=instance.tenant_id,
@@ -285,11 +371,15 @@ async def evacuate_instance(
         group = await unit.get(instance.server_group_id, ServerGroup)
         others = {i: h for i, h in group.members.items() if i != instance.id}
         groups[group.id] = msgspec.structs.replace(group.scheduler_view(), members=others)
-    views = [view for view in fleet.views if view.id != from_host_id]
-    decision = place(request, views, groups)
+    for _ in range(STALE_VIEW_RETRIES):
+        fleet = await region_fleet(unit, instance.region_id, host_ids, health)
+        views = [view for view in fleet.views if view.id != from_host_id]
+        decision = place(request, views, groups)
+        if decision.host_id is None or await fleet.current(unit, [decision.host_id]):
+            break
     if decision.host_id is None:
         raise NoCapacity(decision.reason or f"no host can take {instance.id}")
-    target = fleet.hosts[decision.host_id]
+    target = await unit.get(decision.host_id, Host)
     cluster = fleet.clusters[target.cluster_id]
     target.claim(
         instance.id,

@@ -158,6 +158,13 @@ async def _instance(api: Api, owner: Caller) -> str:
     return str((await api.settled(response))["instance_ids"][0])
 
 
+async def _server_group(api: Api, owner: Caller) -> str:
+    response = await owner.post(
+        "/v1/server-groups", json={"name": unique("group"), "policy": "anti-affinity"}
+    )
+    return str((await api.settled(response))["resource_id"])
+
+
 async def heartbeat(api: Api, host_id: str) -> None:
     """One beat from an idle host, as its daemon would send it: placement may use it."""
     kv = await bucket(api.platform.js)
@@ -235,6 +242,7 @@ CREATORS: dict[str, Creator] = {
     "whk": _webhook,
     "img": _image,
     "i": _instance,
+    "sg": _server_group,
     "rgn": _inventory("/v1/admin/regions", _region),
     "cls": _inventory("/v1/admin/clusters", _cluster),
     "hst": _inventory("/v1/admin/hosts", _host),
