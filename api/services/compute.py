@@ -8,6 +8,7 @@ to append fails the version check and decides again, on the host's fresh claims.
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -24,6 +25,7 @@ from domain.compute.scheduler import (
     PlacedInstance,
     PlacementRequest,
     Resources,
+    SchedulerSettings,
     place,
     place_batch,
 )
@@ -42,7 +44,10 @@ from domain.quota.ledger import QuotaLedger, ledger_id
 from gateways.eventstore.repository import Repository
 
 MAX_BATCH = 50
+PLACEMENT = SchedulerSettings(subset_size=8)
+"""Creates choose among the eight best hosts: fifty at once seldom race for one host."""
 STALE_VIEW_RETRIES = 4
+BUSY_SECONDS = 0.5
 """Placements again on a refreshed view when a chosen host changed under the cached one;
 past that, the host's own re-check and the append's version check still hold."""
 
@@ -104,6 +109,24 @@ class FleetCache:
         self.clusters: dict[str, Cluster] = {}
         self._views: dict[str, tuple[tuple[int, int, Health], HostView]] = {}
         self._lock = asyncio.Lock()
+        self.busy: dict[str, float] = {}
+        """Hosts that commands of this process are claiming right now, until when."""
+
+    def reserve(self, host_ids: Iterable[str]) -> None:
+        """Leave these hosts to the command that chose them until its claim is seen."""
+        until = time.monotonic() + BUSY_SECONDS
+        for host_id in host_ids:
+            self.busy[host_id] = until
+
+    def free(self, views: list[HostView]) -> list[HostView]:
+        """The views without hosts another command is claiming: racing it would only
+        fail the version check. All of them when every host is busy."""
+        if not self.busy:
+            return views
+        now = time.monotonic()
+        self.busy = {h: until for h, until in self.busy.items() if until > now}
+        free = [view for view in views if view.id not in self.busy]
+        return free or views
 
     async def refresh(self) -> None:
         """Forget every host and cluster that changed since the last refresh."""
@@ -116,9 +139,21 @@ class FleetCache:
                 after=self.position, limit=10_000, headers_only=True
             ):
                 for event in batch:
+                    self.busy.pop(event.originator_id, None)
                     self.hosts.pop(event.originator_id, None)
                     self.clusters.pop(event.originator_id, None)
                 self.position = batch[-1].position
+
+    async def load(self, host_ids: Sequence[str]) -> None:
+        """Load the hosts not held, once, however many commands ask at the same time."""
+        if all(host_id in self.hosts for host_id in host_ids):
+            return
+        async with self._lock:
+            missing = [host_id for host_id in host_ids if host_id not in self.hosts]
+            for start in range(0, len(missing), 16):
+                chunk = missing[start : start + 16]
+                loaded = await asyncio.gather(*(self.repository.get(h, Host) for h in chunk))
+                self.hosts.update(zip(chunk, loaded, strict=True))
 
     async def host(self, host_id: str) -> Host:
         host = self.hosts.get(host_id)
@@ -176,6 +211,7 @@ async def region_fleet(
 ) -> Fleet:
     cache = fleet_cache(unit.repository)
     await cache.refresh()
+    await cache.load(host_ids)
     versions: dict[str, int] = {}
     clusters: dict[str, Cluster] = {}
     views: list[HostView] = []
@@ -246,9 +282,18 @@ async def create_instances(
     )
     for _ in range(STALE_VIEW_RETRIES):
         fleet = await region_fleet(unit, region_id, host_ids, health)
-        batch = place_batch(request, instance_ids, fleet.views, groups)
-        if await fleet.current(unit, {d.host_id for d in batch.decisions if d.host_id}):
-            break
+        views = fleet.cache.free(fleet.views)
+        batch = place_batch(request, instance_ids, views, groups, PLACEMENT)
+        chosen = {d.host_id for d in batch.decisions if d.host_id}
+        if not any(d.host_id is None for d in batch.decisions) or views is fleet.views:
+            fleet.cache.reserve(chosen)
+            if await fleet.current(unit, chosen):
+                break
+        else:  # the busy hosts may be the only ones with room: place on the whole view
+            batch = place_batch(request, instance_ids, fleet.views, groups, PLACEMENT)
+            chosen = {d.host_id for d in batch.decisions if d.host_id}
+            if await fleet.current(unit, chosen):
+                break
     now = clock.now()
     created: list[str] = []
     for instance_id, decision in zip(instance_ids, batch.decisions, strict=True):
@@ -374,7 +419,7 @@ async def evacuate_instance(
     for _ in range(STALE_VIEW_RETRIES):
         fleet = await region_fleet(unit, instance.region_id, host_ids, health)
         views = [view for view in fleet.views if view.id != from_host_id]
-        decision = place(request, views, groups)
+        decision = place(request, views, groups, PLACEMENT)
         if decision.host_id is None or await fleet.current(unit, [decision.host_id]):
             break
     if decision.host_id is None:
@@ -397,3 +442,44 @@ async def evacuate_instance(
     lost.release(instance.id, f"evacuated: {reason}")
     instance.evacuate(decision.host_id, new_id("stp"), msgspec.to_builtins(decision), reason)
     return Decided(resource_id=instance.id, body={"moved": True, "host_id": decision.host_id})
+
+
+async def resize_instance(unit: UnitOfWork, instance: Instance, flavor_id: str) -> None:
+    """A cold resize on its host: the claim and the quota are taken again at the new size."""
+    flavor = await unit.find(flavor_id, Flavor)
+    if flavor is None or not flavor.enabled:
+        raise ValidationFailed(f"{flavor_id} is not an orderable flavor", field="flavor_id")
+    image = await unit.get(instance.image_id, Image)
+    if flavor.architecture != image.architecture:
+        raise ValidationFailed("the flavor is for another architecture than the image")
+    if not flavor.min_disk_gb <= instance.disk_gb <= flavor.max_disk_gb:
+        raise ValidationFailed(
+            f"the instance's {instance.disk_gb} GB disk is outside this flavor's "
+            f"{flavor.min_disk_gb}-{flavor.max_disk_gb} GB",
+            field="flavor_id",
+        )
+    instance.resize(flavor.id, flavor.vcpus, flavor.memory_mb)
+    ledger = await unit.get(ledger_id(instance.tenant_id), QuotaLedger)
+    region = await unit.get(instance.region_id, Region)
+    ledger.release(instance.id)
+    ledger.allocate(
+        instance.id,
+        instance.region_id,
+        {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb},
+        region.quota_defaults,
+    )
+    if instance.host_id is not None:
+        host = await unit.get(instance.host_id, Host)
+        cluster = await unit.get(host.cluster_id, Cluster)
+        held = host.claims.get(instance.id, {})
+        host.release(instance.id, f"resized to {flavor.id}")
+        host.claim(
+            instance.id,
+            {"vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb, "disk_gb": instance.disk_gb},
+            held.get("gpus", []),
+            tenant_id=instance.tenant_id,
+            preemptible=instance.preemptible,
+            server_group_id=instance.server_group_id,
+            cpu_overcommit=cluster.cpu_overcommit,
+            memory_overcommit=cluster.memory_overcommit,
+        )

@@ -7,6 +7,7 @@ members. Neither touches an aggregate: the caller turns each decision into a cla
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -27,6 +28,8 @@ from domain.errors import ValidationFailed
 
 NO_GROUPS: Mapping[str, ServerGroup] = MappingProxyType({})
 DEFAULT_SETTINGS = SchedulerSettings()
+SUBSET_TOLERANCE = 0.25
+"""How far below the best total a host may score and still share the choice."""
 
 
 def place(
@@ -57,8 +60,14 @@ def place(
         return _nowhere(ctx, len(hosts), rejected, rejections, settings)
     weighing = weigh(ctx, candidates, settings.multipliers)
     totals = weighing.totals
-    order = _best_first(candidates, totals, settings.recorded_scores)
-    chosen = candidates[order[0]]
+    limit = settings.recorded_scores
+    if limit is not None:
+        limit = max(limit, settings.subset_size)
+    order = _best_first(candidates, totals, limit)
+    best = totals[order[0]]
+    # Only near-equals share the choice: a soft policy's weight is never traded away.
+    near = [i for i in order[: settings.subset_size] if totals[i] >= best - SUBSET_TOLERANCE]
+    chosen = candidates[near[_pick(request.instance_id, len(near))]]
     return Decision(
         request=request,
         server_group=ctx.group,
@@ -80,6 +89,14 @@ def place(
         host_id=chosen.id,
         gpu_addresses=assign_gpus(chosen, request),
     )
+
+
+def _pick(instance_id: str, among: int) -> int:
+    """An index below ``among`` that depends on the instance id alone."""
+    if among <= 1:
+        return 0
+    digest = hashlib.blake2b(instance_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % among
 
 
 def _best_first(hosts: Sequence[HostView], totals: list[float], limit: int | None) -> list[int]:

@@ -25,5 +25,8 @@ class SchedulerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How many of the best hosts' scores a decision records; None records every candidate."""
     recorded_rejections: int | None = 50
     """How many host ids a decision lists per rejecting filter (counts are always whole)."""
+    subset_size: int = 1
+    """Choose among this many of the best hosts (by the instance id's hash, so the decision
+    still depends only on its input): concurrent creates then seldom race for one host."""
     preemption_budget: int = 100_000
     """Victim sets a preemption search may try before it settles for a greedy plan."""
