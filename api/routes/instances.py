@@ -78,6 +78,12 @@ class Reboot(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     hard: bool = False
 
 
+class Resize(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    flavor_id: Id
+    """The new flavor; the instance must be stopped (it runs at the new size from its next
+    start) and its disk must fit the flavor's range."""
+
+
 def _tenant(call: Call) -> str:
     if call.me.tenant_id is None:
         raise ValidationFailed("instances belong to a tenant; staff act through /v1/admin")
@@ -176,6 +182,8 @@ async def _act(call: Call, step: Step) -> web.Response:
         instance = await compute.instance_of(unit, instance_id, tenant_id)
         if isinstance(options, Reboot):
             await _reboot(unit, instance, options.hard)
+        elif isinstance(options, Resize):
+            await compute.resize_instance(unit, instance, options.flavor_id)
         else:
             await step(unit, instance)
         return Decided(resource_id=instance.id)
@@ -235,3 +243,10 @@ _action("reboot", "Reboot an instance", _reboot, Reboot)
 _action("delete", "Delete an instance to the recycle bin", _delete)
 _action("restore", "Restore an instance from the recycle bin", _restore)
 _action("purge", "Delete an instance for good, releasing its quota", _purge)
+
+
+async def _not_without_body(unit: UnitOfWork, instance: Instance) -> None:
+    raise AssertionError("resize always has its body")  # pragma: no cover
+
+
+_action("resize", "Resize a stopped instance to another flavor (cold)", _not_without_body, Resize)
