@@ -11,6 +11,7 @@ from api.problems import problems_middleware
 from api.routes import (
     apikeys,
     audit,
+    billing,
     clusters,
     config,
     docs,
@@ -23,6 +24,7 @@ from api.routes import (
     ippools,
     metrics,
     operations,
+    price_books,
     quotas,
     regions,
     roles,
@@ -71,6 +73,8 @@ ROUTE_MODULES = (
     flavors,
     config,
     webhooks,
+    price_books,
+    billing,
 )
 
 

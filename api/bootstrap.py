@@ -17,6 +17,7 @@ from api.app import build_app
 from api.services.deadlines import run_deadlines
 from api.services.executor import CommandExecutor
 from api.services.outcomes import apply_outcome
+from api.services.settlement import Settlement, run_settlement
 from domain.identity.user import User
 from domain.metadata import Actor, CommandContext
 from gateways.bus.dispatcher import HostCommandDispatcher
@@ -32,6 +33,8 @@ from gateways.tokens import TokenSigner, token_key
 from gateways.webhooks.dispatcher import webhook_dispatcher
 from hostd.streams import HostBus, ensure_streams
 from projections.audit.log import AuditLog
+from projections.billing.ledger import BillingLedger
+from projections.billing.usage import MeteredUsage
 from projections.identity.cache import IdentityCache
 from projections.projection import Projection
 from projections.resources.documents import ResourceDocuments
@@ -63,7 +66,13 @@ class Platform:
 
     def projections(self) -> list[Projection]:
         schema = self.settings.schema
-        return [ResourceIndex(schema), ResourceDocuments(schema), AuditLog(schema)]
+        return [
+            ResourceIndex(schema),
+            ResourceDocuments(schema),
+            AuditLog(schema),
+            MeteredUsage(schema),
+            BillingLedger(schema),
+        ]
 
 
 @contextlib.asynccontextmanager
@@ -116,6 +125,10 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
     webhooks = webhook_dispatcher(platform.store, platform.repository, platform.settings)
     jobs.append(webhooks.run(stop))
     jobs.extend(compute_jobs(platform, stop))
+    every = platform.settings.billing_settle_seconds
+    if every > 0:
+        settlement = Settlement(platform.executor, platform.settings.schema)
+        jobs.append(run_settlement(settlement, stop, every))
     if relay:
         settings = platform.settings
         exporter = EventRelay(

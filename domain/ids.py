@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import secrets
 import time
@@ -56,3 +57,11 @@ def derived_id(prefix: str, owner_id: str) -> str:
     if match is None:
         raise ValueError(f"malformed id {owner_id!r}")
     return f"{prefix}-{match.group(2)}"
+
+
+def hashed_id(prefix: str, *parts: str) -> str:
+    """A deterministic id named by what it is about (a charge by its resource, dimension,
+    interval and price version): the same facts always give the same id, so a repeat of
+    the work that made it can be recognised rather than counted twice."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return f"{prefix}-{_body(int.from_bytes(digest[:16], 'big'))}"

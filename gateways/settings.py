@@ -49,6 +49,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How often a host reports its observed instances."""
     host_down_after_seconds: float = 30.0
     """A host without a heartbeat this long is marked down and its instances evacuated."""
+    billing_settle_seconds: float = 30.0
+    """How often metered usage is rated and posted (whole hours only); 0 turns it off."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +81,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             host_down_after_seconds=float(
                 env.get("SCLOUD_HOST_DOWN_AFTER_SECONDS", str(defaults.host_down_after_seconds))
+            ),
+            billing_settle_seconds=float(
+                env.get("SCLOUD_BILLING_SETTLE_SECONDS", str(defaults.billing_settle_seconds))
             ),
             token_key=env.get("SCLOUD_TOKEN_KEY") or None,
             webhook_loopback_only=env.get("SCLOUD_WEBHOOK_LOOPBACK_ONLY", "0") not in ("", "0"),

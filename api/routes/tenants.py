@@ -10,7 +10,7 @@ from aiohttp import web
 from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
-from api.services import identity
+from api.services import billing, identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain.errors import NotFound
@@ -57,7 +57,6 @@ class TenantView(msgspec.Struct, kw_only=True):
     contact_email: str | None
     status: str
     freeze_reason: str | None
-    balance_minor: int
 
 
 class TenantPage(msgspec.Struct, kw_only=True):
@@ -191,7 +190,7 @@ async def unfreeze_tenant(call: Call) -> web.Response:
 @router.route(
     "POST",
     "/v1/admin/tenants/{id}/actions/recharge",
-    summary="Credit a tenant's balance (recorded for billing)",
+    summary="Credit a tenant's billing account (lifts a freeze for arrears once paid up)",
     action="admin:tenant:recharge",
     body=Recharge,
     response=Accepted,
@@ -204,9 +203,9 @@ async def recharge_tenant(call: Call) -> web.Response:
     tenant_id = call.request.match_info["id"]
 
     async def decide(unit: UnitOfWork) -> Decided:
-        tenant = await identity.tenant_of(unit, tenant_id)
-        tenant.recharge(body.amount_minor, body.currency, body.reference)
-        return Decided(resource_id=tenant.id)
+        return await billing.recharge(
+            unit, tenant_id, body.amount_minor, body.currency, body.reference
+        )
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))
 

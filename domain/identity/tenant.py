@@ -1,4 +1,7 @@
-"""A tenant: an organisation with its own users, resources, quotas and balance."""
+"""A tenant: an organisation with its own users, resources and quotas.
+
+Its money is in its billing account (``domain.billing.account``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
-from domain.errors import InvalidState, ValidationFailed
+from domain.errors import InvalidState
 
 
 class Tenant(Aggregate):
@@ -19,7 +22,6 @@ class Tenant(Aggregate):
         self.contact_email = contact_email
         self.frozen = False
         self.freeze_reason: str | None = None
-        self.balance_minor = 0
 
     def view(self) -> dict[str, Any]:
         return {
@@ -30,7 +32,6 @@ class Tenant(Aggregate):
             "contact_email": self.contact_email,
             "status": "frozen" if self.frozen else "active",
             "freeze_reason": self.freeze_reason,
-            "balance_minor": self.balance_minor,
         }
 
     @event("Updated")
@@ -59,14 +60,3 @@ class Tenant(Aggregate):
     def _unfrozen(self) -> None:
         self.frozen = False
         self.freeze_reason = None
-
-    def recharge(self, amount_minor: int, currency: str, reference: str) -> None:
-        if amount_minor <= 0:
-            raise ValidationFailed("a recharge must be a positive amount")
-        if currency != self.currency:
-            raise ValidationFailed(f"this tenant is billed in {self.currency}, not {currency}")
-        self._recharged(amount_minor, currency, reference)
-
-    @event("Recharged")
-    def _recharged(self, amount_minor: int, currency: str, reference: str) -> None:
-        self.balance_minor += amount_minor

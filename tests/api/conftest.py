@@ -109,7 +109,15 @@ ApiFactory = Callable[[], Awaitable[Api]]
 
 
 @pytest.fixture
-async def api(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+def platform_overrides() -> dict[str, Any]:
+    """Settings a test module changes for its platform (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def api(
+    database_url: str, nats_url: str, tmp_path: Path, platform_overrides: dict[str, Any]
+) -> AsyncIterator[Api]:
     schema = "api_" + secrets.token_hex(6)
     settings = Settings(
         database_url=database_url,
@@ -122,6 +130,7 @@ async def api(database_url: str, nats_url: str, tmp_path: Path) -> AsyncIterator
         webhook_loopback_only=True,
         subject_prefix=schema,
         token_key=secrets.token_hex(32),
+        **platform_overrides,
     )
     stop = asyncio.Event()
     try:

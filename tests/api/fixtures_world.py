@@ -197,6 +197,10 @@ async def _in_region(api: Api) -> dict[str, Any]:
     return {"name": unique("inv"), "region_id": await create("rgn", api, api.admin)}
 
 
+async def _price_book(api: Api) -> dict[str, Any]:
+    return {**await _in_region(api), "currency": "USD"}
+
+
 async def _cluster(api: Api) -> dict[str, Any]:
     return {**await _in_region(api), "architecture": "x86_64", "kind": "compute"}
 
@@ -249,6 +253,7 @@ CREATORS: dict[str, Creator] = {
     "ipp": _inventory("/v1/admin/ip-pools", _ip_pool),
     "imp": _inventory("/v1/admin/image-pools", _image_pool),
     "flv": _inventory("/v1/admin/flavors", _flavor),
+    "pbk": _inventory("/v1/admin/price-books", _price_book),
 }
 
 

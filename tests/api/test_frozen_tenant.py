@@ -12,7 +12,7 @@ import re
 import msgspec
 
 from api.app import endpoints
-from domain.identity.tenant import Tenant
+from domain.billing.account import BillingAccount, account_id
 from tests.api.conftest import Api, Caller
 from tests.api.fixtures_world import (
     audit_rows,
@@ -127,13 +127,17 @@ async def test_recharges_are_recorded_and_show_on_the_balance(api: Api) -> None:
         await (await owner.get("/v1/tenant")).json(),
         await (await api.admin.get(f"/v1/admin/tenants/{tenant_id}")).json(),
     ):
-        assert view["balance_minor"] == 13_000
-        assert view["status"] == "frozen", "a recharge alone does not unfreeze"
-    aggregate = await api.platform.repository.get(tenant_id, Tenant)
+        assert view["status"] == "frozen", "a recharge alone does not lift an admin's freeze"
+    for account in (
+        await (await owner.get("/v1/billing/account")).json(),
+        await (await api.admin.get(f"/v1/admin/tenants/{tenant_id}/billing-account")).json(),
+    ):
+        assert account["balance_minor"] == 13_000
+    aggregate = await api.platform.repository.get(account_id(tenant_id), BillingAccount)
     assert aggregate.balance_minor == 13_000
     recharges = [
         msgspec.json.decode(e.state)
-        for e in await api.platform.store.read_stream(tenant_id)
+        for e in await api.platform.store.read_stream(account_id(tenant_id))
         if e.topic.endswith(".Recharged")
     ]
     assert [(r["amount_minor"], r["currency"], r["reference"]) for r in recharges] == [

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import asyncpg
+import pytest
 
 from projections.runner import ProjectionRunner
+from tests.api.billing_world import billing_world
 from tests.api.conftest import Api
 from tests.integration.conftest import drop_schema
 
@@ -13,7 +18,30 @@ async def table_rows(pool: asyncpg.Pool, table: str) -> list[tuple[object, ...]]
     return [tuple(r) for r in await pool.fetch(f"SELECT * FROM {table} ORDER BY 1")]
 
 
+@pytest.fixture
+def platform_overrides() -> dict[str, Any]:
+    return {"billing_settle_seconds": 0}
+
+
+async def billed(api: Api) -> None:
+    """Usage rated over a month's end, a recharge, a closed statement and a late line."""
+    start = datetime(2027, 1, 31, 22, 0, tzinfo=UTC)
+    world = await billing_world(api, start, {"vcpu": "12", "disk_gb:standard": "0.5"})
+    owner = await api.tenant("billed")
+    assert owner.tenant_id is not None
+    await api.settled(
+        await api.admin.post(
+            f"/v1/admin/tenants/{owner.tenant_id}/actions/recharge",
+            json={"amount_minor": 1000, "currency": "USD", "reference": "r"},
+        )
+    )
+    instance = await world.launch(owner.tenant_id, start)
+    await world.step(owner.tenant_id, instance, start + timedelta(minutes=150), "stop")
+    await world.settle(start + timedelta(hours=3))
+
+
 async def test_rebuilt_projections_equal_live_ones(api: Api, database_url: str) -> None:
+    await billed(api)
     owner = await api.tenant("rebuild")
     for n in range(5):
         await api.settled(await owner.post("/v1/projects", json={"name": f"p{n}"}))

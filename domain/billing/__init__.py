@@ -1,0 +1,1 @@
+"""Billing: price books, metering, rating into charges, and each tenant's account."""

@@ -1,0 +1,179 @@
+"""Statements: a tenant's charge lines of one month, rendered the same way every time.
+
+The content hash covers the canonical JSON of the lines, so a statement frozen on close
+can be checked later by anyone holding its export. CSV columns follow the FinOps FOCUS
+specification (costs in currency units, periods as ISO 8601 UTC); our own columns carry
+the ``x_`` prefix the specification reserves for them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from domain.billing.dimensions import SERVICES, UNITS, family
+from domain.billing.money import major
+
+CORRECTION = "Correction"
+_canonical = msgspec.json.Encoder(order="sorted")
+
+FOCUS_COLUMNS = (
+    "BillingAccountId",
+    "SubAccountId",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ListUnitPrice",
+    "ContractedUnitPrice",
+    "BillingCurrency",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "PricingQuantity",
+    "PricingUnit",
+    "ResourceId",
+    "RegionId",
+    "ServiceName",
+    "ServiceCategory",
+    "x_ChargeId",
+    "x_Dimension",
+    "x_PriceVersion",
+    "x_DiscountPercent",
+    "x_AmountMinor",
+)
+
+
+class Line(msgspec.Struct, frozen=True, kw_only=True):
+    """One charge as it stands on a statement."""
+
+    charge_id: str
+    tenant_id: str
+    period: str
+    charge_class: str
+    """``""`` for a regular line, ``Correction`` for a late charge of a closed period."""
+    resource_id: str
+    region_id: str
+    project_id: str | None
+    dimension: str
+    quantity: str
+    start: str
+    end: str
+    unit_price: str
+    discount_percent: str
+    price_version: str
+    amount_minor: int
+    list_minor: int
+    currency: str
+
+
+def ordered(lines: Iterable[Line]) -> list[Line]:
+    return sorted(
+        lines, key=lambda line: (line.start, line.resource_id, line.dimension, line.charge_id)
+    )
+
+
+def content_hash(lines: Sequence[Line]) -> str:
+    return hashlib.sha256(_canonical.encode(ordered(lines))).hexdigest()
+
+
+def period_bounds(period: str) -> tuple[str, str]:
+    year, month = int(period[:4]), int(period[5:])
+    following = f"{year + month // 12:04d}-{month % 12 + 1:02d}"
+    return f"{period}-01T00:00:00+00:00", f"{following}-01T00:00:00+00:00"
+
+
+def hours(line: Line) -> str:
+    """Quantity times duration: what the line consumed, in its dimension's unit-hours."""
+    seconds = (
+        datetime.fromisoformat(line.end) - datetime.fromisoformat(line.start)
+    ).total_seconds()
+    return str((Decimal(line.quantity) * Decimal(seconds) / 3600).normalize())
+
+
+def _row(line: Line) -> dict[str, str]:
+    start, end = period_bounds(line.period)
+    service, category = SERVICES.get(family(line.dimension), ("Other", "Other"))
+    quantity = hours(line)
+    unit = UNITS.get(family(line.dimension), "hours")
+    cost = major(line.amount_minor, line.currency)
+    return {
+        "BillingAccountId": line.tenant_id,
+        "SubAccountId": line.project_id or "",
+        "BillingPeriodStart": start,
+        "BillingPeriodEnd": end,
+        "ChargePeriodStart": line.start,
+        "ChargePeriodEnd": line.end,
+        "ChargeCategory": "Usage",
+        "ChargeClass": line.charge_class,
+        "ChargeDescription": f"{line.dimension} of {line.resource_id}",
+        "BilledCost": cost,
+        "EffectiveCost": cost,
+        "ListCost": major(line.list_minor, line.currency),
+        "ListUnitPrice": line.unit_price,
+        "ContractedUnitPrice": line.unit_price,
+        "BillingCurrency": line.currency,
+        "ConsumedQuantity": quantity,
+        "ConsumedUnit": unit,
+        "PricingQuantity": quantity,
+        "PricingUnit": unit,
+        "ResourceId": line.resource_id,
+        "RegionId": line.region_id,
+        "ServiceName": service,
+        "ServiceCategory": category,
+        "x_ChargeId": line.charge_id,
+        "x_Dimension": line.dimension,
+        "x_PriceVersion": line.price_version,
+        "x_DiscountPercent": line.discount_percent,
+        "x_AmountMinor": str(line.amount_minor),
+    }
+
+
+def to_csv(lines: Iterable[Line]) -> bytes:
+    """RFC 4180: CRLF line ends, fields quoted where they need it, a header row."""
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, FOCUS_COLUMNS, lineterminator="\r\n")
+    writer.writeheader()
+    for line in ordered(lines):
+        writer.writerow(_row(line))
+    return out.getvalue().encode()
+
+
+def to_json(
+    tenant_id: str,
+    period: str,
+    status: str,
+    currency: str,
+    lines: Sequence[Line],
+    hash_: str | None,
+) -> bytes:
+    """The statement with its totals and hash (the hash only once the period is closed)."""
+    kept = ordered(lines)
+    document: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "period": period,
+        "status": status,
+        "currency": currency,
+        "content_hash": hash_,
+        "totals": {
+            "billed_minor": sum(line.amount_minor for line in kept),
+            "corrections_minor": sum(
+                line.amount_minor for line in kept if line.charge_class == CORRECTION
+            ),
+            "lines": len(kept),
+        },
+        "lines": kept,
+    }
+    return _canonical.encode(document)

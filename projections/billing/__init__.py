@@ -1,0 +1,1 @@
+"""Billing read models: metered usage, the double-entry ledger, statements."""

@@ -1,0 +1,188 @@
+"""Metered usage: each on-demand resource's billed quantities as intervals [start, end).
+
+Each instance is replayed here from its own events (the same code that decides replays),
+and after every event the quantities its state bills (``instance_usage``) are compared
+with those before: where one changed, the open interval ends at the event's time and a
+new one starts. Intervals carry how far they were rated, from the account's postings, so
+the settlement reads only what is still to be charged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import msgspec
+from eventsourcing.domain import BaseAggregate
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from domain.aggregate import Snapshot
+from domain.billing.dimensions import instance_usage
+from gateways.eventstore.records import RecordedEvent
+from gateways.eventstore.schema import checked_schema
+from gateways.eventstore.transcoder import MsgspecTranscoder
+
+_INSTANCE = "domain.compute.instance:Instance."
+_POSTED = "domain.billing.account:BillingAccount.ChargesPosted"
+_state = msgspec.json.Decoder(dict[str, Any]).decode
+
+
+def billed(instance: Any) -> dict[str, Decimal]:
+    """What an instance's state bills on demand (prepaid ones bill through their order)."""
+    if getattr(instance, "charge_mode", "on_demand") != "on_demand":
+        return {}
+    return instance_usage(
+        instance.status,
+        instance.vcpus,
+        instance.memory_mb,
+        instance.disk_gb,
+        len(getattr(instance, "gpus", None) or ()),
+    )
+
+
+class MeteredUsage:
+    name = "billing_usage"
+
+    def __init__(self, schema: str) -> None:
+        self.schema = checked_schema(schema)
+        self.meters = f"{self.schema}.billing_meters"
+        self.table = f"{self.schema}.billing_usage"
+        self._transcoder = MsgspecTranscoder()
+        self._mapper: Mapper[str] = Mapper(transcoder=self._transcoder)
+
+    def ddl(self) -> str:
+        return f"""
+            CREATE TABLE IF NOT EXISTS {self.meters} (
+                resource_id text PRIMARY KEY,
+                topic text NOT NULL,
+                version bigint NOT NULL,
+                state bytea NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS {self.table} (
+                resource_id text NOT NULL,
+                dimension text NOT NULL,
+                started_at timestamptz NOT NULL,
+                ended_at timestamptz,
+                quantity text NOT NULL,
+                tenant_id text NOT NULL,
+                region_id text NOT NULL,
+                project_id text,
+                rated_until timestamptz,
+                position bigint NOT NULL,
+                PRIMARY KEY (resource_id, dimension, started_at)
+            );
+            CREATE INDEX IF NOT EXISTS billing_usage_unrated ON {self.table} (tenant_id)
+                WHERE ended_at IS NULL OR rated_until IS NULL OR rated_until < ended_at;
+        """
+
+    def tables(self) -> Sequence[str]:
+        return (self.table, self.meters)
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        instances = [e for e in events if e.topic.startswith(_INSTANCE)]
+        if instances:
+            await self._meter(conn, instances)
+        for event in events:
+            if event.topic == _POSTED:
+                await self._rated(conn, _state(event.state)["charges"])
+
+    async def _meter(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        ids = list(dict.fromkeys(e.originator_id for e in events))
+        current: dict[str, BaseAggregate[str]] = {}
+        for row in await conn.fetch(
+            f"SELECT resource_id, topic, version, state FROM {self.meters} "
+            "WHERE resource_id = ANY($1::text[])",
+            ids,
+        ):
+            current[row[0]] = Snapshot(
+                originator_id=row[0],
+                originator_version=row[2],
+                timestamp=Snapshot.create_timestamp(),
+                topic=row[1],
+                state=self._transcoder.decode(row[3]),
+            ).mutate(None)
+        for event in events:
+            domain_event = self._mapper.to_domain_event(
+                StoredEvent(event.originator_id, event.originator_version, event.topic, event.state)
+            )
+            previous = current.get(event.originator_id)
+            before = billed(previous) if previous is not None else {}
+            aggregate = domain_event.mutate(previous)  # type: ignore[attr-defined]
+            current[event.originator_id] = aggregate
+            after = billed(aggregate)
+            if after != before:
+                at = domain_event.timestamp  # type: ignore[attr-defined]
+                await self._cut(conn, aggregate, before, after, at, event)
+        for resource_id, aggregate in current.items():
+            snapshot = Snapshot.take(aggregate)
+            await conn.execute(
+                f"INSERT INTO {self.meters} (resource_id, topic, version, state) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (resource_id) DO UPDATE SET "
+                "topic = excluded.topic, version = excluded.version, state = excluded.state",
+                resource_id,
+                snapshot.topic,
+                aggregate.version,
+                self._transcoder.encode(snapshot.state),
+            )
+
+    async def _cut(
+        self,
+        conn: asyncpg.Connection,
+        instance: Any,
+        before: dict[str, Decimal],
+        after: dict[str, Decimal],
+        at: datetime,
+        event: RecordedEvent,
+    ) -> None:
+        changed = [d for d in before if before[d] != after.get(d)]
+        if changed:
+            await conn.execute(
+                f"UPDATE {self.table} SET ended_at = $3 WHERE resource_id = $1 "
+                "AND dimension = ANY($2::text[]) AND ended_at IS NULL",
+                instance.id,
+                changed,
+                at,
+            )
+            # An interval that ended where it began billed nothing: no row for it.
+            await conn.execute(
+                f"DELETE FROM {self.table} WHERE resource_id = $1 AND dimension = ANY($2::text[]) "
+                "AND ended_at = started_at",
+                instance.id,
+                changed,
+            )
+        opened = [d for d in after if before.get(d) != after[d]]
+        for dimension in opened:
+            await conn.execute(
+                f"INSERT INTO {self.table} (resource_id, dimension, started_at, ended_at, "
+                "quantity, tenant_id, region_id, project_id, rated_until, position) "
+                "VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, NULL, $8) "
+                "ON CONFLICT (resource_id, dimension, started_at) DO UPDATE SET "
+                "ended_at = NULL, quantity = excluded.quantity, position = excluded.position",
+                instance.id,
+                dimension,
+                at,
+                str(after[dimension]),
+                instance.tenant_id,
+                instance.region_id,
+                instance.project_id,
+                event.position,
+            )
+
+    async def _rated(self, conn: asyncpg.Connection, charges: list[dict[str, Any]]) -> None:
+        await conn.executemany(
+            f"UPDATE {self.table} SET rated_until = greatest(rated_until, $4) "
+            "WHERE resource_id = $1 AND dimension = $2 AND started_at <= $3 "
+            "AND (ended_at IS NULL OR ended_at > $3)",
+            [
+                (
+                    c["resource_id"],
+                    c["dimension"],
+                    datetime.fromisoformat(c["start"]),
+                    datetime.fromisoformat(c["end"]),
+                )
+                for c in charges
+            ],
+        )
