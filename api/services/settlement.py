@@ -22,6 +22,7 @@ from api.services import billing
 from api.services.executor import CommandExecutor, Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
+from domain.billing.metering import Segment, to_rate
 from domain.billing.rating import Charge, Usage, floor_hour, rate
 from domain.errors import DomainError
 from domain.metadata import Actor, CommandContext
@@ -60,22 +61,22 @@ class Settlement:
         )
         found: dict[str, list[Usage]] = defaultdict(list)
         for row in rows:
-            start = max(row["started_at"], row["rated_until"] or row["started_at"])
-            end = min(row["ended_at"] or cutoff, cutoff)
-            if start >= end:
-                continue
-            found[row["tenant_id"]].append(
-                Usage(
+            usage = to_rate(
+                Segment(
                     resource_id=row["resource_id"],
                     tenant_id=row["tenant_id"],
                     region_id=row["region_id"],
                     project_id=row["project_id"],
                     dimension=row["dimension"],
                     quantity=Decimal(row["quantity"]),
-                    start=start,
-                    end=end,
-                )
+                    start=row["started_at"],
+                    end=row["ended_at"],
+                    rated_until=row["rated_until"],
+                ),
+                cutoff,
             )
+            if usage is not None:
+                found[usage.tenant_id].append(usage)
         return found
 
     async def closable(self, cutoff: datetime) -> list[str]:

@@ -21,6 +21,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 from domain.aggregate import Snapshot
 from domain.billing.dimensions import instance_usage
+from domain.billing.metering import changes
 from gateways.eventstore.records import RecordedEvent
 from gateways.eventstore.schema import checked_schema
 from gateways.eventstore.transcoder import MsgspecTranscoder
@@ -137,7 +138,7 @@ class MeteredUsage:
         at: datetime,
         event: RecordedEvent,
     ) -> None:
-        changed = [d for d in before if before[d] != after.get(d)]
+        changed, opened = changes(before, after)
         if changed:
             await conn.execute(
                 f"UPDATE {self.table} SET ended_at = $3 WHERE resource_id = $1 "
@@ -153,8 +154,7 @@ class MeteredUsage:
                 instance.id,
                 changed,
             )
-        opened = [d for d in after if before.get(d) != after[d]]
-        for dimension in opened:
+        for dimension, quantity in opened.items():
             await conn.execute(
                 f"INSERT INTO {self.table} (resource_id, dimension, started_at, ended_at, "
                 "quantity, tenant_id, region_id, project_id, rated_until, position) "
@@ -164,7 +164,7 @@ class MeteredUsage:
                 instance.id,
                 dimension,
                 at,
-                str(after[dimension]),
+                str(quantity),
                 instance.tenant_id,
                 instance.region_id,
                 instance.project_id,
