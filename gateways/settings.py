@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     libvirt_uri: str = "qemu:///system"
     libvirt_domain_type: str = "qemu"
     """``qemu`` (TCG) or ``kvm``; KVM only where a smoke boot under it succeeds."""
+    libvirt_peer_uri: str = "qemu+tcp://{hostname}/system"
+    """Where a migration goes: the target host's libvirtd, ``{hostname}`` filled in."""
     host_state_dir: Path | None = None
     """Where ``scloud hostd`` keeps disks and serial logs; None: ``state_dir``/host."""
     host_observe_seconds: float = 30.0
@@ -73,6 +75,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             host_driver=env.get("SCLOUD_HOST_DRIVER", defaults.host_driver),
             libvirt_uri=env.get("SCLOUD_LIBVIRT_URI", defaults.libvirt_uri),
             libvirt_domain_type=env.get("SCLOUD_LIBVIRT_DOMAIN_TYPE", defaults.libvirt_domain_type),
+            libvirt_peer_uri=env.get("SCLOUD_LIBVIRT_PEER_URI", defaults.libvirt_peer_uri),
             host_state_dir=Path(env["SCLOUD_HOST_STATE_DIR"])
             if env.get("SCLOUD_HOST_STATE_DIR")
             else None,

@@ -10,9 +10,16 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateways.bus.hostwire import Action, GuestSpec, HostCommand, HostOutcome
+from gateways.bus.hostwire import Action, Console, GuestSpec, HostCommand, HostOutcome
 from gateways.bus.hostwire import PowerState as WireState
-from hostd.drivers.compute.port import ComputeDriver, DriverError, InstanceSpec, Nic
+from hostd.drivers.compute.port import (
+    ComputeDriver,
+    DriverError,
+    InstanceSpec,
+    MigrationTarget,
+    Nic,
+    PowerState,
+)
 from hostd.storage.port import RootDisk, StorageDriver, StorageError
 
 
@@ -103,6 +110,54 @@ async def enact(host: Host, command: HostCommand) -> None:
             await host.compute.undefine(instance_id)
             await host.storage.delete_root_disk(instance_id)
             host.layout.serial_log(instance_id).unlink(missing_ok=True)
+        case Action.MIGRATE:
+            await migrate(host, command)
+        case Action.REINSTALL:
+            await reinstall(host, command)
+        case Action.SET_PASSWORD:
+            if command.password is None:
+                raise DriverError("set_password needs a password hash")
+            await host.compute.set_password(
+                instance_id, command.password.user, command.password.hash
+            )
+
+
+async def migrate(host: Host, command: HostCommand) -> None:
+    """Move the guest to the target host; a cold move of a running guest stops it first.
+
+    The disk's copy is the target's now (libvirt copies the top layer over): this host's
+    is removed once the guest is defined there.
+    """
+    order = command.migration
+    if order is None:
+        raise DriverError("migrate needs a migration order")
+    instance_id = command.instance_id
+    if not order.live and await host.compute.state(instance_id) == PowerState.RUNNING:
+        await host.compute.stop(instance_id)
+    target = MigrationTarget(order.target_host_id, order.target_hostname)
+    await host.compute.migrate(instance_id, target, live=order.live)
+    await host.storage.delete_root_disk(instance_id)
+    host.layout.serial_log(instance_id).unlink(missing_ok=True)
+
+
+async def reinstall(host: Host, command: HostCommand) -> None:
+    """The root disk made afresh from the spec's image; started again if it ran before."""
+    spec = command.spec
+    if spec is None:
+        raise DriverError("reinstall needs a guest spec")
+    instance_id = command.instance_id
+    if await host.compute.state(instance_id) != PowerState.ABSENT:
+        await host.compute.stop(instance_id)
+    await host.storage.delete_root_disk(instance_id)
+    disk = await host.storage.ensure_root_disk(
+        instance_id,
+        image_location=spec.image_location,
+        image_format=spec.image_format,
+        size_gb=spec.disk_gb,
+    )
+    await host.compute.define(instance_spec(instance_id, spec, disk, host.layout))
+    if command.start:
+        await host.compute.start(instance_id)
 
 
 async def apply(host: Host, command: HostCommand) -> HostOutcome:
@@ -112,10 +167,27 @@ async def apply(host: Host, command: HostCommand) -> HostOutcome:
         await enact(host, command)
     except (DriverError, StorageError) as failure:
         error = str(failure) or type(failure).__name__
-    return outcome(host, command, await observe(host, command.instance_id), error)
+    state = await observe(host, command.instance_id)
+    console = await console_of(host, command.instance_id) if state == WireState.RUNNING else None
+    return outcome(host, command, state, error, console)
 
 
-def outcome(host: Host, command: HostCommand, state: WireState, error: str | None) -> HostOutcome:
+async def console_of(host: Host, instance_id: str) -> Console | None:
+    """Where the running guest's VNC display listens; None when the driver cannot say."""
+    try:
+        address = await host.compute.console(instance_id)
+    except DriverError:
+        return None
+    return None if address is None else Console(address.host, address.port)
+
+
+def outcome(
+    host: Host,
+    command: HostCommand,
+    state: WireState,
+    error: str | None,
+    console: Console | None = None,
+) -> HostOutcome:
     return HostOutcome(
         step_id=command.step_id,
         host_id=host.host_id,
@@ -124,4 +196,5 @@ def outcome(host: Host, command: HostCommand, state: WireState, error: str | Non
         ok=error is None,
         state=state,
         error=error,
+        console=console,
     )

@@ -52,7 +52,10 @@ class SimulatedFleet:
         self.heartbeat_every = heartbeat_every
         self.bucket_name = bucket_name
         self.host_ids = host_ids or [f"{prefix}-{index:05d}" for index in range(n)]
-        self.computes = {host_id: SimulatedCompute(host_id) for host_id in self.host_ids}
+        self.computes: dict[str, SimulatedCompute] = {}
+        # One set of peers for all: a guest migrates from one simulated host to another.
+        for host_id in self.host_ids:
+            self.computes[host_id] = SimulatedCompute(host_id, peers=self.computes)
         self._stop = asyncio.Event()
         self._nc: Client | None = None
         self._hub: PullHub | None = None

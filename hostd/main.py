@@ -34,7 +34,11 @@ async def open_drivers(
     from hostd.drivers.compute.libvirt import LibvirtCompute
     from hostd.storage.qcow2 import Qcow2Storage
 
-    compute = LibvirtCompute(settings.libvirt_uri, domain_type=settings.libvirt_domain_type)
+    compute = LibvirtCompute(
+        settings.libvirt_uri,
+        domain_type=settings.libvirt_domain_type,
+        peer_uri=settings.libvirt_peer_uri,
+    )
     try:
         yield compute, Qcow2Storage(state_dir)
     finally:

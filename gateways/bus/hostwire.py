@@ -36,6 +36,12 @@ class Action(StrEnum):
     REBOOT = "reboot"
     ENSURE_ABSENT = "ensure_absent"
     """Stop and undefine; the disk is the storage driver's business."""
+    MIGRATE = "migrate"
+    """Sent to the source host: move the guest to ``migration.target_host_id``."""
+    REINSTALL = "reinstall"
+    """Rebuild the root disk from ``spec``'s image; running afterwards if ``start``."""
+    SET_PASSWORD = "set_password"  # noqa: S105 - an action, not a password
+    """Set a user's password in the running guest from its crypt(3) hash."""
 
 
 class GuestSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +62,20 @@ class GuestSpec(msgspec.Struct, frozen=True, kw_only=True):
     """PCI addresses claimed on this host."""
 
 
+class MigrationOrder(msgspec.Struct, frozen=True, kw_only=True):
+    target_host_id: str
+    target_hostname: str
+    """What the source's hypervisor dials (libvirt's peer-to-peer destination)."""
+    live: bool
+    """Live: the guest keeps running. Cold: it is stopped first (if it runs) and moved."""
+
+
+class GuestPassword(msgspec.Struct, frozen=True, kw_only=True):
+    user: str
+    hash: str
+    """crypt(3) SHA-512 (``$6$…``), as /etc/shadow and cloud-init's hashed_passwd take it."""
+
+
 class HostCommand(msgspec.Struct, frozen=True, kw_only=True):
     step_id: str
     host_id: str
@@ -64,6 +84,17 @@ class HostCommand(msgspec.Struct, frozen=True, kw_only=True):
     spec: GuestSpec | None = None
     hard: bool = False
     force: bool = False
+    start: bool = False
+    """For a reinstall: start the guest on its new disk."""
+    migration: MigrationOrder | None = None
+    password: GuestPassword | None = None
+
+
+class Console(msgspec.Struct, frozen=True):
+    """Where a running guest's VNC display listens, as its host sees it."""
+
+    host: str
+    port: int
 
 
 class HostOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +106,8 @@ class HostOutcome(msgspec.Struct, frozen=True, kw_only=True):
     state: PowerState
     """What the host observed after applying the command."""
     error: str | None = None
+    console: Console | None = None
+    """The guest's VNC endpoint when it runs here after the command."""
 
 
 class ObservedState(msgspec.Struct, frozen=True, kw_only=True):

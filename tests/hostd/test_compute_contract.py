@@ -7,7 +7,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hostd.drivers.compute.port import ComputeDriver, DriverError, InstanceSpec, Nic, PowerState
+from hostd.drivers.compute.port import (
+    ComputeDriver,
+    DriverError,
+    InstanceSpec,
+    MigrationTarget,
+    Nic,
+    PowerState,
+)
 from hostd.drivers.compute.simulated import SimulatedCompute
 
 _counter = itertools.count()
@@ -107,3 +114,103 @@ async def test_console_only_while_running(driver: ComputeDriver) -> None:
     # when stopped and an address or None when running.
     address = await driver.console(wanted.instance_id)
     assert address is None or address.port >= 5900
+
+
+# -- migration and guest passwords ----------------------------------------------------
+
+PASSWORD_HASH = (
+    "$6$u7PXEUGbdTwt2y5c$jpFP3d825LbE./nVcDZrnjF2pZf2rARyYRcNTKmHfr05fwV4j1yovLa4vFfQ4U3Tay"
+    "gphCKdoTzHEC2sFd45W."
+)
+NOWHERE = MigrationTarget("hst-nowhere", "nowhere.invalid")
+
+
+async def test_a_password_is_set_from_its_hash_in_a_running_guest_only(
+    driver: ComputeDriver,
+) -> None:
+    wanted = spec()
+    await driver.define(wanted)
+    with pytest.raises(DriverError, match="not running"):
+        await driver.set_password(wanted.instance_id, "root", PASSWORD_HASH)
+    await driver.start(wanted.instance_id)
+    await driver.set_password(wanted.instance_id, "root", PASSWORD_HASH)
+    await driver.set_password(wanted.instance_id, "root", PASSWORD_HASH)  # a repeat is fine
+    assert await driver.state(wanted.instance_id) == PowerState.RUNNING
+    if isinstance(driver, SimulatedCompute):
+        assert driver.passwords[wanted.instance_id] == {"root": PASSWORD_HASH}
+
+
+async def test_a_migration_that_cannot_happen_leaves_the_guest_as_it_was(
+    driver: ComputeDriver,
+) -> None:
+    # libvirt's test driver cannot migrate at all; the simulated one cannot reach NOWHERE.
+    running, stopped = spec(), spec()
+    for wanted in (running, stopped):
+        await driver.define(wanted)
+    await driver.start(running.instance_id)
+    with pytest.raises(DriverError):
+        await driver.migrate(running.instance_id, NOWHERE, live=True)
+    with pytest.raises(DriverError):
+        await driver.migrate(stopped.instance_id, NOWHERE, live=False)
+    observed = await driver.observed()
+    assert observed[running.instance_id] == PowerState.RUNNING
+    assert observed[stopped.instance_id] == PowerState.STOPPED
+
+
+async def test_live_migration_needs_a_running_guest_and_cold_a_stopped_one(
+    driver: ComputeDriver,
+) -> None:
+    wanted = spec()
+    await driver.define(wanted)
+    with pytest.raises(DriverError, match="running"):
+        await driver.migrate(wanted.instance_id, NOWHERE, live=True)
+    await driver.start(wanted.instance_id)
+    with pytest.raises(DriverError, match="stopped"):
+        await driver.migrate(wanted.instance_id, NOWHERE, live=False)
+    assert await driver.state(wanted.instance_id) == PowerState.RUNNING
+
+
+async def test_migrating_a_guest_this_host_never_had_fails_with_a_cause(
+    driver: ComputeDriver,
+) -> None:
+    with pytest.raises(DriverError, match=r"not defined|no domain|not found"):
+        await driver.migrate("i-contractnothere000000000000", NOWHERE, live=True)
+
+
+@pytest.fixture(params=["simulated"])
+def peers(request: pytest.FixtureRequest) -> tuple[SimulatedCompute, SimulatedCompute]:
+    """Two hypervisors that can reach each other. Only the simulated driver: libvirt's
+    test:///default is one in-process hypervisor that cannot migrate (peer-to-peer is
+    unsupported there); the real path needs two libvirtd."""
+    fleet: dict[str, SimulatedCompute] = {}
+    fleet["hst-a"] = SimulatedCompute("hst-a", peers=fleet)
+    fleet["hst-b"] = SimulatedCompute("hst-b", peers=fleet)
+    return fleet["hst-a"], fleet["hst-b"]
+
+
+async def test_a_live_migration_keeps_the_guest_running_on_the_target(
+    peers: tuple[SimulatedCompute, SimulatedCompute],
+) -> None:
+    source, target = peers
+    wanted = spec()
+    await source.define(wanted)
+    await source.start(wanted.instance_id)
+    await source.set_password(wanted.instance_id, "root", PASSWORD_HASH)
+    there = MigrationTarget("hst-b", "b.example")
+    for _ in range(2):  # a repeat finds it moved already
+        await source.migrate(wanted.instance_id, there, live=True)
+    assert await source.state(wanted.instance_id) == PowerState.ABSENT
+    assert await target.state(wanted.instance_id) == PowerState.RUNNING
+    assert target.specs[wanted.instance_id] == wanted
+    assert target.passwords[wanted.instance_id] == {"root": PASSWORD_HASH}
+
+
+async def test_a_cold_migration_arrives_stopped(
+    peers: tuple[SimulatedCompute, SimulatedCompute],
+) -> None:
+    source, target = peers
+    wanted = spec()
+    await source.define(wanted)
+    await source.migrate(wanted.instance_id, MigrationTarget("hst-b", "b.example"), live=False)
+    assert await source.state(wanted.instance_id) == PowerState.ABSENT
+    assert await target.state(wanted.instance_id) == PowerState.STOPPED

@@ -50,6 +50,12 @@ class ConsoleAddress(msgspec.Struct, frozen=True):
     port: int
 
 
+class MigrationTarget(msgspec.Struct, frozen=True):
+    host_id: str
+    hostname: str
+    """The peer hypervisor's name: what libvirt dials (``qemu+tcp://<hostname>/system``)."""
+
+
 class DriverError(Exception):
     """The hypervisor refused; the message is the cause reported in the outcome event."""
 
@@ -80,3 +86,16 @@ class ComputeDriver(Protocol):
         ...
 
     async def console(self, instance_id: str) -> ConsoleAddress | None: ...
+
+    async def migrate(self, instance_id: str, target: MigrationTarget, *, live: bool) -> None:
+        """Defined on ``target`` afterwards and absent here; a guest already there is fine.
+
+        Live: it must run, and keeps running (memory and its disk's top layer copied).
+        Cold: it must be stopped, and stays stopped. A migration that fails leaves the
+        guest here as it was.
+        """
+        ...
+
+    async def set_password(self, instance_id: str, user: str, password_hash: str) -> None:
+        """Set ``user``'s password in the running guest from a crypt(3) hash."""
+        ...

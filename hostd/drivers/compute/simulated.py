@@ -6,14 +6,25 @@ starting an undefined domain fails, undefining a running one stops it first.
 
 from __future__ import annotations
 
-from hostd.drivers.compute.port import ConsoleAddress, DriverError, InstanceSpec, PowerState
+from hostd.drivers.compute.port import (
+    ConsoleAddress,
+    DriverError,
+    InstanceSpec,
+    MigrationTarget,
+    PowerState,
+)
 
 
 class SimulatedCompute:
-    def __init__(self, host: str = "sim") -> None:
+    def __init__(self, host: str = "sim", peers: dict[str, SimulatedCompute] | None = None) -> None:
+        """``peers`` maps host ids to the simulated hypervisors a guest can migrate to
+        (shared by a fleet; it may hold this one too)."""
         self.host = host
+        self.peers = peers if peers is not None else {}
         self.specs: dict[str, InstanceSpec] = {}
         self.states: dict[str, PowerState] = {}
+        self.passwords: dict[str, dict[str, str]] = {}
+        """instance id → user → the crypt(3) hash the guest was given."""
 
     async def define(self, spec: InstanceSpec) -> None:
         # As with libvirt: a new definition of a running guest applies at its next start.
@@ -36,6 +47,7 @@ class SimulatedCompute:
     async def undefine(self, instance_id: str) -> None:
         self.specs.pop(instance_id, None)
         self.states.pop(instance_id, None)
+        self.passwords.pop(instance_id, None)
 
     async def state(self, instance_id: str) -> PowerState:
         return self.states.get(instance_id, PowerState.ABSENT)
@@ -48,6 +60,31 @@ class SimulatedCompute:
         if self.states[instance_id] != PowerState.RUNNING:
             return None
         return ConsoleAddress(self.host, 5900 + sorted(self.states).index(instance_id))
+
+    async def migrate(self, instance_id: str, target: MigrationTarget, *, live: bool) -> None:
+        peer = self.peers.get(target.host_id)
+        if instance_id not in self.specs and peer is not None and instance_id in peer.specs:
+            return  # moved already: a repeat of the same migration
+        self._known(instance_id)
+        state = self.states[instance_id]
+        if live and state != PowerState.RUNNING:
+            raise DriverError(f"{instance_id} is {state}; live migration needs it running")
+        if not live and state != PowerState.STOPPED:
+            raise DriverError(f"{instance_id} is {state}; cold migration needs it stopped")
+        if peer is None or peer is self:
+            raise DriverError(f"cannot reach hypervisor {target.hostname} ({target.host_id})")
+        peer.specs[instance_id] = self.specs.pop(instance_id)
+        peer.states[instance_id] = self.states.pop(instance_id)
+        if instance_id in self.passwords:
+            peer.passwords[instance_id] = self.passwords.pop(instance_id)
+
+    async def set_password(self, instance_id: str, user: str, password_hash: str) -> None:
+        self._known(instance_id)
+        if self.states[instance_id] != PowerState.RUNNING:
+            raise DriverError(f"{instance_id} is not running: its guest agent cannot answer")
+        if not password_hash.startswith("$6$"):
+            raise DriverError("the password must come as a SHA-512 crypt hash")
+        self.passwords.setdefault(instance_id, {})[user] = password_hash
 
     def _known(self, instance_id: str) -> None:
         if instance_id not in self.specs:
