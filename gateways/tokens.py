@@ -49,6 +49,11 @@ class TokenSigner:
         signature = hmac.new(self._key, payload, hashlib.sha256).digest()
         return f"{PREFIX}.{_b64(payload)}.{_b64(signature)}", claims
 
+    def purpose_key(self, purpose: str) -> bytes:
+        """A key derived for one other use (console tickets, request fingerprints): what it
+        signs can never pass as a bearer token, nor the other way round."""
+        return hmac.new(self._key, f"scloud/{purpose}".encode(), hashlib.sha256).digest()
+
     def verify(self, token: str) -> TokenClaims | None:
         """The claims of a genuine, unexpired token; None for anything else."""
         try:

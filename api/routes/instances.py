@@ -1,8 +1,12 @@
-"""Instances: create (placed and claimed at once), read, and drive their power."""
+"""Instances: create (placed and claimed at once), read, drive their power, reinstall,
+reset a password, open the console; migrate them (operators)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
@@ -11,12 +15,14 @@ from aiohttp import web
 from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
-from api.services import compute
+from api.services import compute, console, guest, migration
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain.compute.instance import Instance
-from domain.errors import ValidationFailed
+from domain.errors import DomainError, ValidationFailed
 from domain.ids import new_id
+from domain.inventory.host import Host
+from gateways.guest_passwords import HashingFailed, sha512_crypt
 
 router = Router()
 
@@ -61,6 +67,8 @@ class InstanceView(msgspec.Struct, kw_only=True):
     host_id: str | None
     deadline: str | None
     error: str | None
+    migration: dict[str, str | bool] | None = None
+    """While migrating: from_host_id, to_host_id, live and the status it resumes."""
 
 
 class InstancePage(msgspec.Struct, kw_only=True):
@@ -82,6 +90,50 @@ class Resize(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     flavor_id: Id
     """The new flavor; the instance must be stopped (it runs at the new size from its next
     start) and its disk must fit the flavor's range."""
+
+
+class Reinstall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    image_id: Id | None = None
+    """The image to rebuild the root disk from; its current one when left out. It must be
+    usable by the tenant, in the instance's region, for its architecture and fit its disk."""
+
+
+Password = Annotated[
+    str, msgspec.Meta(min_length=8, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+User = Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+
+
+class ResetPassword(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    password: Password
+    """Stored and sent to the host only as its SHA-512 crypt(3) hash."""
+    user: User = "root"
+
+
+class Migrate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    live: bool
+    """Live keeps the guest running; cold stops a running one, moves it and starts it."""
+    host_id: Id | None = None
+    """The target host, checked by the scheduler's filters; the scheduler's pick if left out."""
+
+
+class MigrationAccepted(Accepted, kw_only=True):
+    from_host_id: str
+    to_host_id: str
+
+
+class ConsoleView(msgspec.Struct, kw_only=True):
+    instance_id: str
+    protocol: str
+    host_id: str
+    hostname: str
+    """The hypervisor the display is on."""
+    listen: str
+    """The address the display listens on, as the host reports it."""
+    port: int
+    token: str
+    """Signed, short-lived: it names this instance's display and nothing else."""
+    expires_at: str
 
 
 def _tenant(call: Call) -> str:
@@ -177,6 +229,9 @@ async def _act(call: Call, step: Step) -> web.Response:
     del document  # existence and tenant are checked; the aggregate decides the rest
 
     options = call.body
+    password_hash = ""
+    if isinstance(options, ResetPassword):
+        password_hash = await _hashed(call, options)
 
     async def decide(unit: UnitOfWork) -> Decided:
         instance = await compute.instance_of(unit, instance_id, tenant_id)
@@ -184,6 +239,10 @@ async def _act(call: Call, step: Step) -> web.Response:
             await _reboot(unit, instance, options.hard)
         elif isinstance(options, Resize):
             await compute.resize_instance(unit, instance, options.flavor_id)
+        elif isinstance(options, Reinstall):
+            await guest.reinstall_instance(unit, instance, options.image_id)
+        elif isinstance(options, ResetPassword):
+            guest.reset_password(instance, options.user, password_hash)
         else:
             await step(unit, instance)
         return Decided(resource_id=instance.id)
@@ -250,3 +309,96 @@ async def _not_without_body(unit: UnitOfWork, instance: Instance) -> None:
 
 
 _action("resize", "Resize a stopped instance to another flavor (cold)", _not_without_body, Resize)
+
+_action(
+    "reinstall",
+    "Rebuild the system disk from an image (its own or another); ends running or stopped as it was",
+    _not_without_body,
+    Reinstall,
+)
+_action(
+    "reset-password",
+    "Set a user's password in the running guest (sent as a SHA-512 crypt hash only)",
+    _not_without_body,
+    ResetPassword,
+)
+
+
+async def _hashed(call: Call, options: ResetPassword) -> str:
+    """The password's crypt hash; the request is fingerprinted on a keyed digest instead.
+
+    The idempotency record keeps a fingerprint of the body: of the plaintext, that would be
+    a fast hash of the password in the database. A keyed one says as much about repeats.
+    """
+    try:
+        hashed = await sha512_crypt(options.password)
+    except HashingFailed as error:
+        raise DomainError(f"the password cannot be hashed here: {error}") from None
+    key = call.platform.tokens.purpose_key("password-fingerprint")
+    digest = hmac.new(key, options.password.encode(), hashlib.sha256).hexdigest()
+    call.body = msgspec.structs.replace(options, password=digest)
+    return hashed
+
+
+@router.route(
+    "GET",
+    "/v1/instances/{id}/console",
+    summary="Where the running instance's VNC console is, with a short-lived signed token",
+    action="compute:instance:console",
+    response=ConsoleView,
+    kind="i",
+    tags=("instances",),
+)
+async def get_console(call: Call) -> web.Response:
+    instance_id = call.request.match_info["id"]
+    document = await call.document(instance_id, "i", "compute:instance:console")
+    instance = await call.platform.repository.get(document.resource_id, Instance)
+    endpoint = instance.vnc()
+    host = await call.platform.repository.get(endpoint["host_id"], Host)
+    token, ticket = console.ticket_for(
+        call.platform.tokens, instance.id, host.id, int(endpoint["port"])
+    )
+    body = ConsoleView(
+        instance_id=instance.id,
+        protocol="vnc",
+        host_id=host.id,
+        hostname=host.hostname,
+        listen=str(endpoint["listen"]),
+        port=int(endpoint["port"]),
+        token=token,
+        expires_at=datetime.fromtimestamp(ticket.expires_at, UTC).isoformat(),
+    )
+    return web.Response(
+        body=msgspec.json.encode(body),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.route(
+    "POST",
+    "/v1/admin/instances/{id}/actions/migrate",
+    summary="Migrate an instance to another host (live or cold), chosen or checked by the "
+    "scheduler",
+    action="admin:instance:migrate",
+    body=Migrate,
+    response=MigrationAccepted,
+    status=202,
+    kind="i",
+    tags=("instances", "admin"),
+)
+async def migrate_instance(call: Call) -> web.Response:
+    body: Migrate = call.body
+    instance_id = call.request.match_info["id"]
+    document = await call.document(instance_id, "i", "admin:instance:migrate")
+    platform = call.platform
+    await platform.host_health.start()
+    hosts = await platform.documents.ids_of_kind(platform.store.pool, "hst")
+    health = {host_id: compute.Health(*platform.host_health.health(host_id)) for host_id in hosts}
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        return await migration.migrate_instance(
+            unit, instance_id, live=body.live, host_id=body.host_id, host_ids=hosts, health=health
+        )
+
+    return call.accepted(await call.execute(decide, tenant_id=document.tenant_id))

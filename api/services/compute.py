@@ -32,6 +32,7 @@ from domain.compute.scheduler import (
 from domain.compute.scheduler import (
     ServerGroup as GroupView,
 )
+from domain.compute.scheduler.decision import Decision
 from domain.compute.scheduler.view import GpuDevice
 from domain.compute.server_group import ServerGroup
 from domain.errors import Conflict, NotFound, ValidationFailed
@@ -398,6 +399,29 @@ async def evacuate_instance(
         return Decided(resource_id=instance_id, body={"moved": False})
     if instance.status not in EVACUABLE:
         return Decided(resource_id=instance_id, body={"moved": False})
+    decision = await move_claim(unit, instance, from_host_id, host_ids=host_ids, health=health)
+    assert decision.host_id is not None
+    lost = await unit.get(from_host_id, Host)
+    lost.release(instance.id, f"evacuated: {reason}")
+    instance.evacuate(decision.host_id, new_id("stp"), msgspec.to_builtins(decision), reason)
+    return Decided(resource_id=instance.id, body={"moved": True, "host_id": decision.host_id})
+
+
+async def move_claim(
+    unit: UnitOfWork,
+    instance: Instance,
+    from_host_id: str,
+    *,
+    host_ids: Sequence[str],
+    health: Mapping[str, Health],
+    only: str | None = None,
+) -> Decision:
+    """Place ``instance`` again away from ``from_host_id`` and claim the target for it.
+
+    The claim (and its server group's membership) is made in the command's append with the
+    host's expected version; the source's claim is the caller's to release. ``only`` names
+    the one host to check with the scheduler's filters (an operator's choice).
+    """
     flavor = await unit.get(instance.flavor_id, Flavor)
     request = PlacementRequest(
         instance_id=instance.id,
@@ -419,6 +443,13 @@ async def evacuate_instance(
     for _ in range(STALE_VIEW_RETRIES):
         fleet = await region_fleet(unit, instance.region_id, host_ids, health)
         views = [view for view in fleet.views if view.id != from_host_id]
+        if only is not None:
+            views = [view for view in views if view.id == only]
+            if not views:
+                raise ValidationFailed(
+                    f"{only} is not another host of region {instance.region_id}",
+                    field="host_id",
+                )
         decision = place(request, views, groups, PLACEMENT)
         if decision.host_id is None or await fleet.current(unit, [decision.host_id]):
             break
@@ -438,10 +469,7 @@ async def evacuate_instance(
     )
     if group is not None:
         group.join(instance.id, decision.host_id)
-    lost = await unit.get(from_host_id, Host)
-    lost.release(instance.id, f"evacuated: {reason}")
-    instance.evacuate(decision.host_id, new_id("stp"), msgspec.to_builtins(decision), reason)
-    return Decided(resource_id=instance.id, body={"moved": True, "host_id": decision.host_id})
+    return decision
 
 
 async def resize_instance(unit: UnitOfWork, instance: Instance, flavor_id: str) -> None:

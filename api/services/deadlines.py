@@ -10,6 +10,7 @@ import asyncio
 import logging
 from datetime import datetime
 
+from api.services import migration
 from api.services.executor import CommandExecutor, Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
@@ -42,10 +43,13 @@ async def expire(executor: CommandExecutor, instance_id: str, now: datetime) -> 
         nonlocal expired
         instance = await unit.get(instance_id, Instance)
         was_building = instance.status == BUILDING
+        move = instance.migration
         expired = instance.time_out(now)
         if expired and was_building and instance.host_id is not None:
             host = await unit.get(instance.host_id, Host)
             host.release(instance.id, "build timed out")
+        if expired and move is not None:
+            await migration.release_target(unit, instance, move, "migration timed out")
         return Decided(resource_id=instance_id)
 
     instance = await executor.repository.get(instance_id, Instance)

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import logging
 
+from api.services import migration
 from api.services.executor import CommandExecutor, Decided
 from api.services.unit_of_work import UnitOfWork
-from domain.compute.instance import BUILDING, ERROR, Instance
+from domain.compute.instance import BUILDING, ERROR, REINSTALLING, RUNNING, Instance
 from domain.errors import DomainError, NotFound
 from domain.inventory.host import Host
 from domain.metadata import Actor, ActorKind, CommandContext
-from gateways.bus.hostwire import Action, HostOutcome, PowerState
+from gateways.bus.hostwire import Action, HostOutcome
 
 log = logging.getLogger(__name__)
 _REACHED = {
     Action.ENSURE_RUNNING: "running",
     Action.REBOOT: "running",
     Action.ENSURE_STOPPED: "stopped",
+    Action.SET_PASSWORD: "running",
 }
 
 
@@ -28,18 +30,26 @@ async def apply_outcome(executor: CommandExecutor, outcome: HostOutcome) -> None
             instance = await unit.get(outcome.instance_id, Instance)
         except NotFound:
             return Decided(resource_id=outcome.instance_id)
+        if outcome.action == Action.MIGRATE:
+            await migration.migration_reported(unit, instance, outcome)
+            _console(instance, outcome)
+            return Decided(resource_id=instance.id)
         was_building = instance.status == BUILDING
         error = outcome.error if not outcome.ok else None
+        expected = _REACHED.get(outcome.action, "stopped")
+        if outcome.action == Action.REINSTALL and instance.status == REINSTALLING:
+            expected = instance.resume or "stopped"
         if (
             error is None
-            and outcome.action == Action.ENSURE_RUNNING
-            and (outcome.state != PowerState.RUNNING)
+            and outcome.action in (Action.ENSURE_RUNNING, Action.REINSTALL)
+            and outcome.state != expected
         ):
             error = f"the host reports the guest {outcome.state}"
-        if instance.host_reported(outcome.step_id, _REACHED.get(outcome.action, "stopped"), error):
+        if instance.host_reported(outcome.step_id, expected, error):
             if was_building and instance.status == ERROR and instance.host_id is not None:
                 host = await unit.get(instance.host_id, Host)
                 host.release(instance.id, f"build failed: {error}")
+            _console(instance, outcome)
         return Decided(resource_id=instance.id)
 
     tenant_id = await _tenant_of(executor, outcome.instance_id)
@@ -56,6 +66,13 @@ async def apply_outcome(executor: CommandExecutor, outcome: HostOutcome) -> None
         await executor.run(context, "compute:instance:outcome", decide)
     except DomainError as error:  # recorded as a failed operation; nothing to retry
         log.warning("outcome %s refused: %s", outcome.step_id, error)
+
+
+def _console(instance: Instance, outcome: HostOutcome) -> None:
+    """A running guest's VNC endpoint, as its host reported it with the outcome."""
+    if instance.status == RUNNING and outcome.console is not None:
+        if outcome.host_id == instance.host_id:
+            instance.report_console(outcome.host_id, outcome.console.host, outcome.console.port)
 
 
 async def _tenant_of(executor: CommandExecutor, instance_id: str) -> str | None:

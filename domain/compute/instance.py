@@ -1,8 +1,9 @@
 """An instance: a virtual machine's whole life, as a state machine with deadlines.
 
-Every transitional state (building, starting, stopping, rebooting, deleting) has a
-deadline. The host's outcome ends it; if none comes in time, ``time_out`` ends it with
-the cause, and what the step held (its host claim) is released by the saga.
+Every transitional state (building, starting, stopping, rebooting, deleting, migrating,
+reinstalling, resetting the password) has a deadline. The host's outcome ends it; if
+none comes in time, ``time_out`` ends it with the cause, and what the step held (its host
+claim) is released by the saga.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from domain import clock
 from domain.aggregate import Aggregate
 from domain.errors import InvalidState
 
+
+class ConsoleUnavailable(InvalidState):
+    code = "console_unavailable"
+
+
 PENDING = "pending"
 BUILDING = "building"
 RUNNING = "running"
@@ -27,8 +33,23 @@ DELETING = "deleting"
 RECYCLED = "recycled"
 PURGED = "purged"
 ERROR = "error"
+MIGRATING = "migrating"
+REINSTALLING = "reinstalling"
+RESETTING_PASSWORD = "resetting_password"  # noqa: S105 - a status, not a password
 
-TRANSITIONAL = frozenset({PENDING, BUILDING, STOPPING, STARTING, REBOOTING, DELETING})
+TRANSITIONAL = frozenset(
+    {
+        PENDING,
+        BUILDING,
+        STOPPING,
+        STARTING,
+        REBOOTING,
+        DELETING,
+        MIGRATING,
+        REINSTALLING,
+        RESETTING_PASSWORD,
+    }
+)
 DEADLINES = {
     PENDING: timedelta(seconds=30),
     BUILDING: timedelta(seconds=180),
@@ -36,14 +57,33 @@ DEADLINES = {
     STOPPING: timedelta(seconds=120),
     REBOOTING: timedelta(seconds=120),
     DELETING: timedelta(seconds=120),
+    MIGRATING: timedelta(seconds=900),
+    REINSTALLING: timedelta(seconds=300),
+    RESETTING_PASSWORD: timedelta(seconds=120),
 }
-"""How long each step may take before it is declared timed out."""
-EVACUABLE = frozenset({RUNNING, BUILDING, STARTING, REBOOTING, STOPPING, STOPPED})
+"""How long each step may take before it is declared timed out.
+
+A migration's deadline is longer than a host's own apply timeout (600 s), so a host that
+is alive reports a stuck migration as failed (with where the guest is) before it expires.
+"""
+EVACUABLE = frozenset(
+    {RUNNING, BUILDING, STARTING, REBOOTING, STOPPING, STOPPED, REINSTALLING, RESETTING_PASSWORD}
+)
 """States an instance on a lost (or drained) host is moved from."""
 
 
 class Instance(Aggregate):
     id_prefix = "i"
+
+    # Class defaults: instances recorded before these existed load without them.
+    migration: dict[str, Any] | None = None
+    """While migrating: from_host_id, to_host_id, live, and the status it resumes."""
+    resume: str | None = None
+    """While reinstalling: the status the instance ends in (running or stopped)."""
+    password: dict[str, str] | None = None
+    """While resetting the password: the user and the crypt(3) SHA-512 hash (never plain)."""
+    console: dict[str, Any] | None = None
+    """The VNC endpoint its host last reported (host, port), while it runs."""
 
     def __init__(
         self,
@@ -101,6 +141,7 @@ class Instance(Aggregate):
             "deadline": self.deadline.isoformat() if self.deadline else None,
             "error": self.error,
             "charge_mode": self.charge_mode,
+            "migration": self.migration,
         }
 
     # -- placement and build ---------------------------------------------------------
@@ -129,10 +170,18 @@ class Instance(Aggregate):
         """Apply a host's outcome for ``step_id``; False when it is stale (ignored)."""
         if step_id != self.step_id or self.status not in TRANSITIONAL:
             return False
-        if error is not None:
+        if self.status == RESETTING_PASSWORD:
+            assert self.password is not None
+            if error is None:
+                self._password_reset(self.password["user"])
+            else:
+                self._password_reset_failed(self.password["user"], error)
+        elif error is not None:
             self._failed(error)
         elif self.status == DELETING:
             self._recycled()
+        elif self.status == REINSTALLING:
+            self._reinstalled(self.image_id, self.resume or state)
         else:
             self._reached(state)
         return True
@@ -154,7 +203,15 @@ class Instance(Aggregate):
         """Declare the current step timed out if its deadline passed; True if it did."""
         if self.status not in TRANSITIONAL or self.deadline is None or now < self.deadline:
             return False
-        self._timed_out(self.status, self.deadline)
+        cause = f"{self.status} did not finish by {self.deadline.isoformat()}"
+        if self.status == MIGRATING:
+            # Where the guest is cannot be known without its host: error, on the source.
+            self.fail_migration(self.step_id or "", cause, ERROR)
+        elif self.status == RESETTING_PASSWORD:
+            assert self.password is not None
+            self._password_reset_failed(self.password["user"], cause)
+        else:
+            self._timed_out(self.status, self.deadline)
         return True
 
     @event("TimedOut")
@@ -229,7 +286,8 @@ class Instance(Aggregate):
         (its next start builds it).
         """
         self._require(*EVACUABLE)
-        if self.status in (STOPPED, STOPPING):
+        meant_stopped = self.status == REINSTALLING and self.resume == STOPPED
+        if self.status in (STOPPED, STOPPING) or meant_stopped:
             self._evacuated(self.host_id, host_id, None, None, STOPPED, decision, reason)
             return
         deadline = clock.now() + DEADLINES[BUILDING]
@@ -251,6 +309,8 @@ class Instance(Aggregate):
         self.deadline = deadline
         self.status = status
         self.error = None
+        self.password = None
+        self.console = None
 
     def deleted_with_host(self) -> None:
         """Its host is lost while it was being deleted: the guest went with it."""
@@ -271,6 +331,182 @@ class Instance(Aggregate):
         self.flavor_id = flavor_id
         self.vcpus = vcpus
         self.memory_mb = memory_mb
+
+    # -- migration (operator actions) ------------------------------------------------
+
+    def migrate(self, host_id: str, step_id: str, decision: dict[str, Any], *, live: bool) -> None:
+        """Move to ``host_id``: live keeps the guest running; cold moves it stopped.
+
+        The source host carries out the move; a cold migration of a running guest stops
+        it first and starts it again on the target once it is there.
+        """
+        if live:
+            self._require(RUNNING)
+        else:
+            self._require(RUNNING, STOPPED)
+        self._require_host()
+        source = self.host_id
+        assert source is not None
+        if host_id == source:
+            raise InvalidState("the instance already runs on that host", instance_id=self.id)
+        deadline = clock.now() + DEADLINES[MIGRATING]
+        self._migration_started(source, host_id, live, self.status, step_id, deadline, decision)
+
+    @event("MigrationStarted")
+    def _migration_started(
+        self,
+        from_host_id: str,
+        to_host_id: str,
+        live: bool,
+        resume: str,
+        step_id: str,
+        deadline: datetime,
+        decision: dict[str, Any],
+    ) -> None:
+        self.migration = {
+            "from_host_id": from_host_id,
+            "to_host_id": to_host_id,
+            "live": live,
+            "resume": resume,
+        }
+        self.status = MIGRATING
+        self.step_id = step_id
+        self.deadline = deadline
+        self.error = None
+
+    def complete_migration(self, step_id: str) -> bool:
+        """The source host moved the guest: it is on the target now. False when stale."""
+        if self.status != MIGRATING or step_id != self.step_id or self.migration is None:
+            return False
+        move = self.migration
+        status = RUNNING if move["live"] else STOPPED
+        self._migrated(move["from_host_id"], move["to_host_id"], move["live"], status)
+        return True
+
+    @event("Migrated")
+    def _migrated(self, from_host_id: str, to_host_id: str, live: bool, status: str) -> None:
+        self.host_id = to_host_id
+        self.status = status
+        self.migration = None
+        self.step_id = None
+        self.deadline = None
+        self.console = None
+
+    def fail_migration(self, step_id: str, reason: str, status: str) -> bool:
+        """The move did not happen: the instance stays on its source host, in ``status``.
+
+        ``status`` is what the source observed (running, stopped) or error when unknown.
+        False when the report is stale.
+        """
+        if self.status != MIGRATING or step_id != self.step_id or self.migration is None:
+            return False
+        move = self.migration
+        self._migration_failed(
+            move["from_host_id"], move["to_host_id"], move["live"], reason, status
+        )
+        return True
+
+    @event("MigrationFailed")
+    def _migration_failed(
+        self, from_host_id: str, to_host_id: str, live: bool, reason: str, status: str
+    ) -> None:
+        self.status = status
+        self.error = reason
+        self.migration = None
+        self.step_id = None
+        self.deadline = None
+
+    # -- system disk and guest credentials --------------------------------------------
+
+    def reinstall(self, image_id: str, step_id: str) -> None:
+        """Rebuild the root disk from ``image_id``; the instance ends as it was (running
+        or stopped). What the old disk held is lost."""
+        self._require(RUNNING, STOPPED)
+        self._require_host()
+        deadline = clock.now() + DEADLINES[REINSTALLING]
+        self._reinstall_started(image_id, self.image_id, self.status, step_id, deadline)
+
+    @event("ReinstallStarted")
+    def _reinstall_started(
+        self,
+        image_id: str,
+        previous_image_id: str,
+        resume: str,
+        step_id: str,
+        deadline: datetime,
+    ) -> None:
+        self.image_id = image_id
+        self.resume = resume
+        self.status = REINSTALLING
+        self.step_id = step_id
+        self.deadline = deadline
+        self.error = None
+
+    @event("Reinstalled")
+    def _reinstalled(self, image_id: str, status: str) -> None:
+        self.status = status
+        self.resume = None
+        self.step_id = None
+        self.deadline = None
+
+    def reset_password(self, user: str, password_hash: str, step_id: str) -> None:
+        """Set ``user``'s password in the running guest from its crypt(3) hash."""
+        self._require(RUNNING)
+        self._require_host()
+        if not password_hash.startswith("$6$"):
+            raise ValueError("a password reaches an instance only as a SHA-512 crypt hash")
+        deadline = clock.now() + DEADLINES[RESETTING_PASSWORD]
+        self._password_reset_started(user, password_hash, step_id, deadline)
+
+    @event("PasswordResetStarted")
+    def _password_reset_started(
+        self, user: str, password_hash: str, step_id: str, deadline: datetime
+    ) -> None:
+        self.password = {"user": user, "hash": password_hash}
+        self.status = RESETTING_PASSWORD
+        self.step_id = step_id
+        self.deadline = deadline
+        self.error = None
+
+    @event("PasswordReset")
+    def _password_reset(self, user: str) -> None:
+        self.password = None
+        self.status = RUNNING
+        self.step_id = None
+        self.deadline = None
+
+    @event("PasswordResetFailed")
+    def _password_reset_failed(self, user: str, reason: str) -> None:
+        """The guest keeps running with its old password."""
+        self.password = None
+        self.status = RUNNING
+        self.error = reason
+        self.step_id = None
+        self.deadline = None
+
+    # -- console ---------------------------------------------------------------------
+
+    def report_console(self, host_id: str, listen: str, port: int) -> None:
+        """Its host says where the running guest's VNC display listens."""
+        console = {"host_id": host_id, "listen": listen, "port": port}
+        if console != self.console:
+            self._console_reported(host_id, listen, port)
+
+    @event("ConsoleReported")
+    def _console_reported(self, host_id: str, listen: str, port: int) -> None:
+        self.console = {"host_id": host_id, "listen": listen, "port": port}
+
+    def vnc(self) -> dict[str, Any]:
+        """Where to reach its console now: only while it runs, on the host that reported it."""
+        console = self.console
+        if self.status != RUNNING or console is None or console["host_id"] != self.host_id:
+            raise ConsoleUnavailable(
+                f"instance is {self.status}; no console reported by its host yet"
+                if self.status == RUNNING
+                else f"instance is {self.status}; a console needs it running",
+                instance_id=self.id,
+            )
+        return console
 
     # -- rules -----------------------------------------------------------------------
 

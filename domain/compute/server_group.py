@@ -112,6 +112,14 @@ class ServerGroup(Aggregate):
                 server_group_id=self.id,
             )
 
+    def rejoin(self, instance_id: str, host_id: str) -> None:
+        """A move that did not happen: the member is back on the host it never left.
+
+        Not checked against the policy: that host held it all along.
+        """
+        if self.members.get(instance_id) not in (None, host_id) and not self.deleted:
+            self._joined(instance_id, host_id)
+
     @event("MemberJoined")
     def _joined(self, instance_id: str, host_id: str) -> None:
         self.members[instance_id] = host_id

@@ -49,8 +49,9 @@ PLATFORM_ROLES: dict[str, tuple[str, ...]] = {
 }
 """Roles of the operations side; these principals act across tenants."""
 
-TENANT_FREE_VERBS = frozenset({"read"})
-"""What a frozen tenant may still do."""
+TENANT_FREE_VERBS = frozenset({"read", "console"})
+"""What a frozen tenant may still do: read, and look at its instances' consoles (which
+changes nothing); only roles that grant ``compute:instance:console`` may do the latter."""
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

@@ -18,14 +18,19 @@ from nats.js.api import Header
 from domain.compute.image import Image
 from domain.compute.instance import (
     DELETING,
+    MIGRATING,
     REBOOTING,
+    REINSTALLING,
+    RESETTING_PASSWORD,
+    RUNNING,
     STARTING,
     STOPPING,
     Instance,
 )
 from domain.errors import NotFound
+from domain.inventory.host import Host
 from gateways.bus import hostwire
-from gateways.bus.hostwire import Action, GuestSpec, HostCommand
+from gateways.bus.hostwire import Action, GuestPassword, GuestSpec, HostCommand, MigrationOrder
 from gateways.eventstore.records import RecordedEvent
 from gateways.eventstore.repository import Repository
 from gateways.waiting import wait_any
@@ -39,6 +44,9 @@ _STEPS = {
     f"{_INSTANCE}Scheduled",
     f"{_INSTANCE}StepStarted",
     f"{_INSTANCE}Purged",
+    f"{_INSTANCE}MigrationStarted",
+    f"{_INSTANCE}ReinstallStarted",
+    f"{_INSTANCE}PasswordResetStarted",
     _EVACUATED,
 }
 _ACTIONS = {
@@ -46,7 +54,11 @@ _ACTIONS = {
     STOPPING: Action.ENSURE_STOPPED,
     REBOOTING: Action.REBOOT,
     DELETING: Action.ENSURE_STOPPED,
+    MIGRATING: Action.MIGRATE,
+    REINSTALLING: Action.REINSTALL,
+    RESETTING_PASSWORD: Action.SET_PASSWORD,
 }
+_WITH_SPEC = frozenset({Action.ENSURE_RUNNING, Action.REINSTALL})
 
 
 class HostCommandDispatcher:
@@ -88,7 +100,10 @@ class HostCommandDispatcher:
         if step_state is not None and step_state != instance.status:
             return None
         action = _ACTIONS.get(instance.status, Action.ENSURE_RUNNING)
-        spec = await self._spec(instance) if action == Action.ENSURE_RUNNING else None
+        spec = await self._spec(instance) if action in _WITH_SPEC else None
+        password = None
+        if action == Action.SET_PASSWORD and instance.password is not None:
+            password = GuestPassword(user=instance.password["user"], hash=instance.password["hash"])
         return HostCommand(
             step_id=instance.step_id,
             host_id=instance.host_id,
@@ -97,6 +112,20 @@ class HostCommandDispatcher:
             spec=spec,
             force=instance.status == DELETING,
             hard=instance.status == REBOOTING and instance.hard,
+            start=action == Action.REINSTALL and instance.resume == RUNNING,
+            migration=await self._migration(instance) if action == Action.MIGRATE else None,
+            password=password,
+        )
+
+    async def _migration(self, instance: Instance) -> MigrationOrder | None:
+        """The source host's order: where to, by which name its hypervisor dials it."""
+        if instance.migration is None:
+            return None
+        target = await self.repository.get(instance.migration["to_host_id"], Host)
+        return MigrationOrder(
+            target_host_id=target.id,
+            target_hostname=target.hostname,
+            live=bool(instance.migration["live"]),
         )
 
     @staticmethod

@@ -1,0 +1,240 @@
+"""Operator migrations: live and cold, to the scheduler's pick or a named host, through the API,
+NATS and two simulated host daemons; a failure or a missed deadline leaves the instance home.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import pytest
+
+from domain.compute import instance as lifecycle
+from domain.ids import new_id
+from hostd.drivers.compute.port import PowerState
+from tests.api.conftest import Api, Caller
+from tests.api.test_host_failure import TwoHosts, audit, two_hosts, until
+
+__all__ = ["two_hosts"]  # the fixture, shared with the host failure tests
+
+
+async def running_instance(api: Api, place: TwoHosts, owner: Caller) -> dict[str, Any]:
+    world = place.world
+    created = await api.settled(
+        await owner.post(
+            "/v1/instances",
+            json={
+                "name": "mover",
+                "region_id": world.region_id,
+                "flavor_id": world.flavor_id,
+                "image_id": world.image_id,
+            },
+        )
+    )
+    (view,) = await until(
+        api, owner, created["instance_ids"], lambda v: v["status"] == "running", 30
+    )
+    return view
+
+
+def other(place: TwoHosts, host_id: str) -> str:
+    (spare,) = [h for h in place.hosts if h != host_id]
+    return spare
+
+
+async def used(api: Api, host_id: str) -> dict[str, Any]:
+    view = await (await api.admin.get(f"/v1/admin/hosts/{host_id}")).json()
+    return {"instances": view["instances"], **view["used"]}
+
+
+async def events(api: Api, instance_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The instance's events, without the console reports that follow a start."""
+    stream = await api.platform.store.read_stream(instance_id)
+    named = [(e.topic.rpartition(".")[2], msgspec.json.decode(e.state)) for e in stream]
+    return [(name, state) for name, state in named if name != "ConsoleReported"]
+
+
+async def migrate(api: Api, instance_id: str, **body: Any) -> Any:
+    return await api.admin.post(f"/v1/admin/instances/{instance_id}/actions/migrate", json=body)
+
+
+async def test_a_live_migration_moves_the_running_guest_and_its_claim(
+    api: Api, two_hosts: TwoHosts
+) -> None:
+    owner = await api.tenant("live-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    computes = two_hosts.fleet.computes
+
+    accepted = await api.settled(await migrate(api, instance_id, live=True))
+    assert (accepted["from_host_id"], accepted["to_host_id"]) == (source, target)
+    (moved,) = await until(
+        api,
+        owner,
+        [instance_id],
+        lambda v: v["host_id"] == target and v["status"] == "running",
+        15,
+    )
+    assert moved["migration"] is None and moved["error"] is None
+    assert computes[target].states[instance_id] == PowerState.RUNNING
+    assert instance_id not in computes[source].states
+    assert await used(api, source) == {"instances": 0, "vcpus": 0, "memory_mb": 0, "disk_gb": 0}
+    assert (await used(api, target))["vcpus"] == view["vcpus"]
+
+    seen = await events(api, instance_id)
+    names = [name for name, _ in seen]
+    assert names[-2:] == ["MigrationStarted", "Migrated"]
+    started, migrated = seen[-2][1], seen[-1][1]
+    assert (started["from_host_id"], started["to_host_id"], started["live"]) == (
+        source,
+        target,
+        True,
+    )
+    assert (migrated["from_host_id"], migrated["to_host_id"], migrated["live"]) == (
+        source,
+        target,
+        True,
+    )
+    assert "StepStarted" not in names[-2:]  # live: it never stopped
+    steps = await audit(api, instance_id)
+    admin_id = api.admin.user_id
+    assert ("admin", admin_id, "admin:instance:migrate", "succeeded") in steps
+    assert ("host", source, "compute:instance:outcome", "succeeded") in steps
+    # The tenant sees the operator's migration of its instance in its own audit log.
+    mine = await (await owner.get(f"/v1/audit-events?resource={instance_id}")).json()
+    assert "admin:instance:migrate" in {e["action"] for e in mine["items"]}
+
+
+async def test_a_cold_migration_to_a_named_host_stops_moves_and_starts(
+    api: Api, two_hosts: TwoHosts
+) -> None:
+    owner = await api.tenant("cold-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+
+    await api.settled(await migrate(api, instance_id, live=False, host_id=target))
+    await until(
+        api,
+        owner,
+        [instance_id],
+        lambda v: v["host_id"] == target and v["status"] == "running",
+        15,
+    )
+    assert two_hosts.fleet.computes[target].states[instance_id] == PowerState.RUNNING
+    assert instance_id not in two_hosts.fleet.computes[source].states
+    names = [name for name, _ in await events(api, instance_id)]
+    assert names[-4:] == ["MigrationStarted", "Migrated", "StepStarted", "Reached"]
+    assert (await used(api, source))["instances"] == 0
+
+
+async def test_a_stopped_instance_migrates_cold_and_stays_stopped(
+    api: Api, two_hosts: TwoHosts
+) -> None:
+    owner = await api.tenant("sleeping-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    await api.settled(await owner.post(f"/v1/instances/{instance_id}/actions/stop"))
+    await until(api, owner, [instance_id], lambda v: v["status"] == "stopped", 15)
+
+    live = await migrate(api, instance_id, live=True)
+    assert live.status == 409 and (await live.json())["code"] == "invalid_state"
+    await api.settled(await migrate(api, instance_id, live=False))
+    await until(
+        api,
+        owner,
+        [instance_id],
+        lambda v: v["host_id"] == target and v["status"] == "stopped",
+        15,
+    )
+    assert two_hosts.fleet.computes[target].states[instance_id] == PowerState.STOPPED
+    await api.settled(await owner.post(f"/v1/instances/{instance_id}/actions/start"))
+    await until(api, owner, [instance_id], lambda v: v["status"] == "running", 15)
+    assert two_hosts.fleet.computes[target].states[instance_id] == PowerState.RUNNING
+
+
+async def test_a_failed_migration_releases_the_target_and_leaves_the_guest_home(
+    api: Api, two_hosts: TwoHosts
+) -> None:
+    owner = await api.tenant("stay-homers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    computes = two_hosts.fleet.computes
+    computes[source].peers = {}  # the source's hypervisor cannot reach any other
+
+    await api.settled(await migrate(api, instance_id, live=True))
+    (failed,) = await until(api, owner, [instance_id], lambda v: v["status"] != "migrating", 15)
+    assert failed["status"] == "running" and failed["host_id"] == source
+    assert "cannot reach" in failed["error"]
+    assert computes[source].states[instance_id] == PowerState.RUNNING
+    assert await used(api, target) == {"instances": 0, "vcpus": 0, "memory_mb": 0, "disk_gb": 0}
+    assert (await used(api, source))["instances"] == 1
+    name, state = (await events(api, instance_id))[-1]
+    assert name == "MigrationFailed" and state["to_host_id"] == target
+
+    # Cold: the guest was stopped for the move; the failed move starts it again at home.
+    before = len(await events(api, instance_id))
+    await api.settled(await migrate(api, instance_id, live=False))
+    async with asyncio.timeout(15):
+        while len(names := [n for n, _ in await events(api, instance_id)]) < before + 4:
+            await asyncio.sleep(0.1)
+    assert names[before:] == ["MigrationStarted", "MigrationFailed", "StepStarted", "Reached"]
+    assert computes[source].states[instance_id] == PowerState.RUNNING
+    assert (await used(api, target))["instances"] == 0
+
+
+async def test_a_missed_deadline_fails_the_migration_and_releases_the_target(
+    api: Api, two_hosts: TwoHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await api.tenant("deadline-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    monkeypatch.setitem(lifecycle.DEADLINES, lifecycle.MIGRATING, lifecycle.timedelta(seconds=1))
+    await two_hosts.fleet.kill(source)  # the step waits in its queue; nobody answers
+
+    await api.settled(await migrate(api, instance_id, live=True))
+    (timed_out,) = await until(api, owner, [instance_id], lambda v: v["status"] != "migrating", 10)
+    assert timed_out["status"] == "error" and timed_out["host_id"] == source
+    assert "migrating did not finish" in timed_out["error"]
+    assert (await used(api, target))["instances"] == 0
+    name, state = (await events(api, instance_id))[-1]
+    assert name == "MigrationFailed" and state["status"] == "error"
+    steps = await audit(api, instance_id)
+    assert ("system", "deadlines", "compute:instance:timeout", "succeeded") in steps
+
+
+async def test_refused_migrations_answer_problems(api: Api, two_hosts: TwoHosts) -> None:
+    owner = await api.tenant("refused-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+
+    same = await migrate(api, instance_id, live=True, host_id=source)
+    assert same.status == 409 and (await same.json())["code"] == "invalid_state"
+    unknown = await migrate(api, instance_id, live=True, host_id=new_id("hst"))
+    assert unknown.status == 422 and (await unknown.json())["code"] == "validation_failed"
+
+    await api.settled(await api.admin.post(f"/v1/admin/hosts/{target}/actions/disable"))
+    disabled = await migrate(api, instance_id, live=True, host_id=target)
+    problem = await disabled.json()
+    assert disabled.status == 409 and problem["code"] == "no_capacity", problem
+    assert disabled.content_type == "application/problem+json"
+    await api.settled(await api.admin.post(f"/v1/admin/hosts/{target}/actions/enable"))
+
+    stale = await api.admin.post(
+        f"/v1/admin/instances/{instance_id}/actions/migrate",
+        json={"live": True},
+        headers={"If-Match": '"1"'},
+    )
+    assert stale.status == 412 and (await stale.json())["code"] == "precondition_failed"
+    tenant = await owner.post(
+        f"/v1/admin/instances/{instance_id}/actions/migrate", json={"live": True}
+    )
+    assert tenant.status == 403
+    # Nothing was held by the refusals.
+    assert (await used(api, target))["instances"] == 0
