@@ -12,6 +12,7 @@ from api.routes import (
     apikeys,
     audit,
     billing,
+    billing_reads,
     clusters,
     config,
     docs,
@@ -75,6 +76,7 @@ ROUTE_MODULES = (
     webhooks,
     price_books,
     billing,
+    billing_reads,
 )
 
 
