@@ -1,0 +1,120 @@
+"""Reinstall, set-password and migrate through a host daemon over real NATS: under libvirt's
+test:///default with real qcow2 disks, and between two simulated hypervisors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import msgspec
+from nats.aio.client import Client
+
+from gateways.bus.hostwire import Action, GuestPassword, MigrationOrder
+from gateways.bus.hostwire import PowerState as WireState
+from hostd.apply import Host, HostLayout
+from hostd.drivers.compute.port import PowerState
+from hostd.drivers.compute.simulated import SimulatedCompute
+from hostd.storage.simulated import SimulatedStorage
+from hostd.streams import HostBus
+from tests.hostd.test_compute_contract import PASSWORD_HASH
+from tests.hostd.test_daemon import HOST, _make_image, guest, image, libvirt_host
+from tests.hostd.world import Running, command, instance_id, send, wait_outcomes
+
+__all__ = ["image", "libvirt_host"]  # the fixtures, shared with the daemon tests
+
+
+def backing_of(disk: Path) -> str:
+    info = subprocess.run(
+        ["qemu-img", "info", "-U", "--output=json", str(disk)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return str(json.loads(info.stdout)["backing-filename"])
+
+
+async def test_reinstall_password_and_a_failed_migration_under_libvirt(
+    nc: Client, bus: HostBus, libvirt_host: Host, image: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "images" / "other.qcow2"
+    _make_image(other)
+    daemon = await Running(nc, libvirt_host, bus).start()
+    try:
+        instance = instance_id()
+        disk = tmp_path / "host" / "disks" / f"{instance}.qcow2"
+        await send(nc, bus, command(HOST, instance, Action.ENSURE_RUNNING, guest(image)))
+        await wait_outcomes(nc, bus, 1)
+        assert backing_of(disk) == str(image)
+
+        reinstall = command(HOST, instance, Action.REINSTALL, guest(other), start=True)
+        await send(nc, bus, reinstall)
+        [_, rebuilt] = await wait_outcomes(nc, bus, 2)
+        assert (rebuilt.step_id, rebuilt.ok, rebuilt.state) == (
+            reinstall.step_id,
+            True,
+            WireState.RUNNING,
+        )
+        assert backing_of(disk) == str(other)
+
+        password = msgspec.structs.replace(
+            command(HOST, instance, Action.SET_PASSWORD),
+            password=GuestPassword(user="root", hash=PASSWORD_HASH),
+        )
+        await send(nc, bus, password)
+        [*_, set_password] = await wait_outcomes(nc, bus, 3)
+        assert (set_password.ok, set_password.error) == (True, None)
+
+        # libvirt's test driver cannot migrate: the guest stays, running, with its disk.
+        move = msgspec.structs.replace(
+            command(HOST, instance, Action.MIGRATE),
+            migration=MigrationOrder(
+                target_host_id="hst-peer", target_hostname="peer.invalid", live=True
+            ),
+        )
+        await send(nc, bus, move)
+        [*_, moved] = await wait_outcomes(nc, bus, 4)
+        assert moved.ok is False and moved.state == WireState.RUNNING
+        assert moved.error and "not supported" in moved.error
+        assert disk.exists()
+        assert await libvirt_host.compute.state(instance) == PowerState.RUNNING
+
+        # Stopped, a reinstall leaves it stopped.
+        await send(nc, bus, command(HOST, instance, Action.ENSURE_STOPPED, force=True))
+        await send(nc, bus, command(HOST, instance, Action.REINSTALL, guest(image)))
+        [*_, stopped] = await wait_outcomes(nc, bus, 6)
+        assert (stopped.ok, stopped.state) == (True, WireState.STOPPED)
+        assert backing_of(disk) == str(image)
+    finally:
+        await daemon.close()
+
+
+async def test_a_migration_between_simulated_hosts(nc: Client, bus: HostBus) -> None:
+    peers: dict[str, SimulatedCompute] = {}
+    source = peers["h1"] = SimulatedCompute("h1", peers=peers)
+    target = peers["h2"] = SimulatedCompute("h2", peers=peers)
+    storage = SimulatedStorage()
+    host = Host(HOST, source, storage, HostLayout(Path("/sim") / HOST))
+    daemon = await Running(nc, host, bus).start()
+    try:
+        live, cold = instance_id(), instance_id()
+        for instance in (live, cold):
+            await send(nc, bus, command(HOST, instance, Action.ENSURE_RUNNING, guest()))
+        await wait_outcomes(nc, bus, 2)
+        for instance, is_live in ((live, True), (cold, False)):
+            await send(
+                nc,
+                bus,
+                msgspec.structs.replace(
+                    command(HOST, instance, Action.MIGRATE),
+                    migration=MigrationOrder(
+                        target_host_id="h2", target_hostname="h2.example", live=is_live
+                    ),
+                ),
+            )
+        results = await wait_outcomes(nc, bus, 4)
+        assert [(o.ok, o.state) for o in results[2:]] == [(True, WireState.ABSENT)] * 2
+        assert target.states == {live: PowerState.RUNNING, cold: PowerState.STOPPED}
+        assert source.states == {} and storage.disks == {}
+    finally:
+        await daemon.close()
