@@ -12,6 +12,7 @@ from api.routes import (
     apikeys,
     audit,
     billing,
+    billing_admin,
     billing_reads,
     clusters,
     config,
@@ -77,6 +78,7 @@ ROUTE_MODULES = (
     price_books,
     billing,
     billing_reads,
+    billing_admin,
 )
 
 
