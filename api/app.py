@@ -32,6 +32,7 @@ from api.routes import (
     roles,
     server_groups,
     session,
+    subscriptions,
     tenants,
     users,
     webhooks,
@@ -79,6 +80,7 @@ ROUTE_MODULES = (
     billing,
     billing_reads,
     billing_admin,
+    subscriptions,
 )
 
 

@@ -17,6 +17,7 @@ from api.app import build_app
 from api.services.deadlines import run_deadlines
 from api.services.executor import CommandExecutor
 from api.services.outcomes import apply_outcome
+from api.services.renewals import Renewals, run_renewals
 from api.services.settlement import Settlement, run_settlement
 from domain.identity.user import User
 from domain.metadata import Actor, CommandContext
@@ -129,6 +130,7 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
     if every > 0:
         settlement = Settlement(platform.executor, platform.settings.schema)
         jobs.append(run_settlement(settlement, stop, every))
+        jobs.append(run_renewals(Renewals(platform.executor, platform.settings.schema), stop))
     if relay:
         settings = platform.settings
         exporter = EventRelay(

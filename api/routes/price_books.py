@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
@@ -27,8 +27,11 @@ Price = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,12}(\.[0-9]{1,9})?$")]
 Prices = Annotated[dict[Dimension, Price], msgspec.Meta(max_length=64)]
 
 
+Percent = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$")]
+
+
 class TenantPrices(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    discount_percent: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$")] = "0"
+    discount_percent: Percent = "0"
     prices: Prices = {}
     """This tenant's own prices, over the book's."""
 
@@ -50,6 +53,8 @@ class PublishVersion(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     effective_from: datetime | None = None
     """When it takes effect: now or later, after the latest version. Now when left out."""
     tenant_overrides: Overrides = {}
+    term_discounts: dict[Literal["monthly", "annual"], Percent] = {}
+    """Percent off prepaid terms."""
 
 
 class SaveDraft(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,6 +67,7 @@ class PriceVersion(msgspec.Struct, kw_only=True):
     effective_from: str | None
     prices: dict[str, str]
     tenant_overrides: dict[str, TenantPrices]
+    term_discounts: dict[str, str] = {}
 
 
 class PriceBookView(msgspec.Struct, kw_only=True):
@@ -153,7 +159,12 @@ async def publish_version(call: Call) -> web.Response:
 
     async def decide(unit: UnitOfWork) -> Decided:
         book = await unit.get(price_book_id, PriceBook, checked=True)
-        book.publish(dict(body.prices), body.effective_from, _overrides(body.tenant_overrides))
+        book.publish(
+            dict(body.prices),
+            body.effective_from,
+            _overrides(body.tenant_overrides),
+            {str(term): value for term, value in body.term_discounts.items()},
+        )
         return Decided(resource_id=book.id, body={"version": len(book.versions)})
 
     return call.accepted(await call.execute(decide, tenant_id=None))

@@ -17,12 +17,17 @@ from eventsourcing.domain import event
 from domain import clock
 from domain.aggregate import Aggregate
 from domain.billing.rating import Charge
-from domain.errors import InvalidState, ValidationFailed
+from domain.errors import DomainError, InvalidState, ValidationFailed
 from domain.ids import derived_id
 
 OK = "ok"
 LOW = "low"
 ARREARS = "arrears"
+
+
+class InsufficientBalance(DomainError):
+    code = "insufficient_balance"
+    status = 402
 
 
 def account_id(tenant_id: str) -> str:
@@ -57,6 +62,8 @@ class BillingAccount(Aggregate):
         self.rated_until: dict[str, str] = {}
         """``resource|dimension`` → the end of the last interval charged."""
         self.closed_periods: list[str] = []
+        self.holds: dict[str, int] = {}
+        """Order id → money reserved for it (a prepaid order not yet fulfilled)."""
 
     @classmethod
     def open(cls, tenant_id: str, currency: str) -> BillingAccount:
@@ -80,7 +87,14 @@ class BillingAccount(Aggregate):
             "arrears_since": self.arrears_since.isoformat() if self.arrears_since else None,
             "opened_period": self.opened_period,
             "closed_periods": self.closed_periods,
+            "held_minor": sum(self.holds.values()),
+            "available_minor": self.available_minor,
         }
+
+    @property
+    def available_minor(self) -> int:
+        """What a new order may take: the balance and credit line, less what is held."""
+        return self.balance_minor + self.credit_limit_minor - sum(self.holds.values())
 
     # -- charges ---------------------------------------------------------------------
 
@@ -151,6 +165,51 @@ class BillingAccount(Aggregate):
     def _limits_set(self, credit_limit_minor: int, low_balance_minor: int) -> None:
         self.credit_limit_minor = credit_limit_minor
         self.low_balance_minor = low_balance_minor
+
+    # -- prepaid orders --------------------------------------------------------------
+
+    def hold(self, order_id: str, amount_minor: int) -> None:
+        """Reserve an order's price; refused when the balance and credit line fall short."""
+        if order_id in self.holds:
+            raise InvalidState("that order holds money already", order_id=order_id)
+        if amount_minor < 0:
+            raise ValidationFailed("a hold is zero or more", field="amount_minor")
+        if 0 < amount_minor and amount_minor > self.available_minor:
+            raise InsufficientBalance(
+                f"the order costs {amount_minor} and {self.available_minor} is available",
+                order_id=order_id,
+                available_minor=self.available_minor,
+            )
+        self._held(order_id, amount_minor)
+
+    @event("HoldPlaced")
+    def _held(self, order_id: str, amount_minor: int) -> None:
+        self.holds[order_id] = amount_minor
+
+    def post_hold(self, order_id: str, line: dict[str, Any]) -> None:
+        """The order is fulfilled: its held money is spent (``line`` is its statement line)."""
+        amount = self._hold_of(order_id)
+        if int(line["amount_minor"]) != amount:
+            raise InvalidState("the line's amount differs from the hold", order_id=order_id)
+        self._hold_posted(order_id, line)
+        self._judge()
+
+    @event("HoldPosted")
+    def _hold_posted(self, order_id: str, line: dict[str, Any]) -> None:
+        self.balance_minor -= self.holds.pop(order_id)
+
+    def void_hold(self, order_id: str, reason: str) -> None:
+        self._hold_of(order_id)
+        self._hold_voided(order_id, reason)
+
+    @event("HoldVoided")
+    def _hold_voided(self, order_id: str, reason: str) -> None:
+        self.holds.pop(order_id)
+
+    def _hold_of(self, order_id: str) -> int:
+        if order_id not in self.holds:
+            raise InvalidState("that order holds no money", order_id=order_id)
+        return self.holds[order_id]
 
     # -- standing --------------------------------------------------------------------
 

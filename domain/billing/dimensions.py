@@ -29,7 +29,11 @@ PER_CLASS = frozenset({DISK_GB, SNAPSHOT_GB})
 """Dimensions priced per storage class: ``disk_gb:ssd``."""
 STANDARD_CLASS = "standard"
 
+SUBSCRIPTION = "subscription"
+"""The dimension of prepaid purchases' lines (``subscription:monthly``); never priced."""
+
 UNITS = {
+    SUBSCRIPTION: "terms",
     VCPU: "vCPU-hours",
     MEMORY_GB: "GB-hours",
     DISK_GB: "GB-hours",
@@ -42,6 +46,7 @@ UNITS = {
     VPN: "hours",
 }
 SERVICES = {
+    SUBSCRIPTION: ("Elastic Compute (prepaid)", "Compute"),
     VCPU: ("Elastic Compute", "Compute"),
     MEMORY_GB: ("Elastic Compute", "Compute"),
     GPU: ("Elastic Compute", "Compute"),

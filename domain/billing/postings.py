@@ -4,6 +4,8 @@ Debits are positive, credits negative. The tenant's account is what the platform
 the tenant (credit-normal): a recharge credits it, a charge debits it, so a tenant in
 arrears has a debit balance there, a receivable. Revenue is booked per product family
 and region; recharges arrive through cash; hand-made credits come out of adjustments.
+A hold only reserves money (no posting); when its order is fulfilled it is spent like a
+charge, on the ``subscription`` product.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def postings(name: str, tenant_id: str, state: dict[str, Any]) -> list[Posting]:
                 )
             )
         return lines
+    if name == "HoldPosted":
+        line = state["line"]
+        cost = int(line["amount_minor"])
+        return [
+            Posting(ledger_account=tenant, amount_minor=cost, charge_id=line["charge_id"]),
+            Posting(
+                ledger_account=revenue_account(line["dimension"], line["region_id"]),
+                amount_minor=-cost,
+                charge_id=line["charge_id"],
+            ),
+        ]
     if name == "Recharged":
         money = int(state["amount_minor"])
         return [

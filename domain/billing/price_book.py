@@ -48,6 +48,18 @@ def checked_overrides(overrides: dict[str, dict[str, Any]]) -> dict[str, dict[st
     return checked
 
 
+def checked_discounts(discounts: dict[str, str]) -> dict[str, str]:
+    checked: dict[str, str] = {}
+    for term, value in sorted(discounts.items()):
+        if term not in ("monthly", "annual"):
+            raise ValidationFailed("term discounts are for monthly or annual", field=term)
+        discount = price(value, f"term_discounts.{term}")
+        if discount > 100:
+            raise ValidationFailed("a discount is at most 100 percent", field=term)
+        checked[term] = str(discount)
+    return checked
+
+
 class Rate:
     """One dimension's price for one tenant in one version: what a charge line records."""
 
@@ -100,8 +112,12 @@ class PriceBook(Aggregate):
         prices: dict[str, str],
         effective_from: datetime | None = None,
         tenant_overrides: dict[str, dict[str, Any]] | None = None,
+        term_discounts: dict[str, str] | None = None,
     ) -> None:
-        """A new version, in force from ``effective_from`` (now when not given)."""
+        """A new version, in force from ``effective_from`` (now when not given).
+
+        ``term_discounts`` take a percentage off prepaid terms (``monthly``, ``annual``).
+        """
         now = clock.now()
         moment = effective_from or now
         if moment.tzinfo is None:
@@ -120,6 +136,7 @@ class PriceBook(Aggregate):
             moment.isoformat(),
             checked_prices(prices),
             checked_overrides(tenant_overrides or {}),
+            checked_discounts(term_discounts or {}),
         )
 
     @event("VersionPublished")
@@ -129,6 +146,7 @@ class PriceBook(Aggregate):
         effective_from: str,
         prices: dict[str, str],
         tenant_overrides: dict[str, dict[str, Any]],
+        term_discounts: dict[str, str],
     ) -> None:
         self.versions.append(
             {
@@ -136,6 +154,7 @@ class PriceBook(Aggregate):
                 "effective_from": effective_from,
                 "prices": prices,
                 "tenant_overrides": tenant_overrides,
+                "term_discounts": term_discounts,
             }
         )
 

@@ -22,6 +22,9 @@ from domain.billing.dimensions import SERVICES, UNITS, family
 from domain.billing.money import major
 
 CORRECTION = "Correction"
+USAGE = "Usage"
+PURCHASE = "Purchase"
+"""FOCUS ChargeCategory values: metered usage, and prepaid terms bought."""
 _canonical = msgspec.json.Encoder(order="sorted")
 
 FOCUS_COLUMNS = (
@@ -77,6 +80,7 @@ class Line(msgspec.Struct, frozen=True, kw_only=True):
     amount_minor: int
     list_minor: int
     currency: str
+    category: str = USAGE
 
 
 def ordered(lines: Iterable[Line]) -> list[Line]:
@@ -106,7 +110,8 @@ def hours(line: Line) -> str:
 def _row(line: Line) -> dict[str, str]:
     start, end = period_bounds(line.period)
     service, category = SERVICES.get(family(line.dimension), ("Other", "Other"))
-    quantity = hours(line)
+    purchase = line.category == PURCHASE
+    quantity = line.quantity if purchase else hours(line)
     unit = UNITS.get(family(line.dimension), "hours")
     cost = major(line.amount_minor, line.currency)
     return {
@@ -116,7 +121,7 @@ def _row(line: Line) -> dict[str, str]:
         "BillingPeriodEnd": end,
         "ChargePeriodStart": line.start,
         "ChargePeriodEnd": line.end,
-        "ChargeCategory": "Usage",
+        "ChargeCategory": line.category,
         "ChargeClass": line.charge_class,
         "ChargeDescription": f"{line.dimension} of {line.resource_id}",
         "BilledCost": cost,

@@ -19,7 +19,7 @@ import msgspec
 from domain.billing.account import next_period, period_of
 from domain.billing.money import minor_units
 from domain.billing.postings import postings
-from domain.billing.statement import CORRECTION, Line, content_hash
+from domain.billing.statement import CORRECTION, PURCHASE, USAGE, Line, content_hash
 from gateways.eventstore.records import RecordedEvent
 from gateways.eventstore.schema import checked_schema
 
@@ -28,7 +28,7 @@ _state = msgspec.json.Decoder(dict[str, Any]).decode
 LINE_COLUMNS = (
     "charge_id, tenant_id, period, charge_class, resource_id, region_id, project_id, "
     "dimension, quantity, started_at, ended_at, unit_price, discount_percent, price_version, "
-    "amount_minor, list_minor, currency"
+    "amount_minor, list_minor, currency, category"
 )
 
 
@@ -51,6 +51,7 @@ def line_of(row: Any) -> Line:
         amount_minor=row["amount_minor"],
         list_minor=row["list_minor"],
         currency=row["currency"],
+        category=row["category"],
     )
 
 
@@ -103,6 +104,7 @@ class BillingLedger:
                 amount_minor bigint NOT NULL,
                 list_minor bigint NOT NULL,
                 currency text NOT NULL,
+                category text NOT NULL,
                 position bigint NOT NULL
             );
             CREATE INDEX IF NOT EXISTS billing_charges_statement
@@ -144,6 +146,8 @@ class BillingLedger:
             await self._post(conn, event, name, tenant_id, currency, state)
             if name == "ChargesPosted":
                 await self._lines(conn, event, tenant_id, state["charges"])
+            elif name == "HoldPosted":
+                await self._lines(conn, event, tenant_id, [state["line"]], PURCHASE)
             elif name == "PeriodClosed":
                 await self._close(conn, event, tenant_id, currency, state["period"])
 
@@ -199,6 +203,7 @@ class BillingLedger:
         event: RecordedEvent,
         tenant_id: str,
         charges: list[dict[str, Any]],
+        category: str = USAGE,
     ) -> None:
         closed = await self._last_closed(conn, tenant_id)
         rows = []
@@ -209,8 +214,12 @@ class BillingLedger:
             if closed is not None and period <= closed:
                 period, kind = next_period(closed), CORRECTION
             seconds = Decimal((end - start).total_seconds())
-            listed = minor_units(
-                Decimal(charge["quantity"]) * seconds / 3600 * Decimal(charge["unit_price"])
+            listed = (
+                int(charge["amount_minor"])
+                if category == PURCHASE
+                else minor_units(
+                    Decimal(charge["quantity"]) * seconds / 3600 * Decimal(charge["unit_price"])
+                )
             )
             rows.append(
                 (
@@ -231,12 +240,13 @@ class BillingLedger:
                     int(charge["amount_minor"]),
                     listed,
                     charge["currency"],
+                    category,
                     event.position,
                 )
             )
         await conn.executemany(
-            f"INSERT INTO {self.charges} ({LINE_COLUMNS}, position) VALUES "
-            "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+            f"INSERT INTO {self.charges} ({LINE_COLUMNS}, position) VALUES ($1, $2, $3, $4, $5, "
+            "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
             rows,
         )
         for (period, currency), total, count in _totals(rows):

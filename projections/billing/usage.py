@@ -1,10 +1,11 @@
 """Metered usage: each on-demand resource's billed quantities as intervals [start, end).
 
 Each instance is replayed here from its own events (the same code that decides replays),
-and after every event the quantities its state bills (``instance_usage``) are compared
-with those before: where one changed, the open interval ends at the event's time and a
-new one starts. Intervals carry how far they were rated, from the account's postings, so
-the settlement reads only what is still to be charged.
+and after every event the quantities its state bills (``instance_usage``; nothing while a
+prepaid subscription covers it) are compared with those before: where one changed, the
+open interval ends at the event's time and a new one starts. Intervals carry how far
+they were rated, from the account's postings, so the settlement reads only what is still
+to be charged.
 """
 
 from __future__ import annotations
@@ -22,18 +23,38 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from domain.aggregate import Snapshot
 from domain.billing.dimensions import instance_usage
 from domain.billing.metering import changes
+from domain.ids import derived_id
 from gateways.eventstore.records import RecordedEvent
 from gateways.eventstore.schema import checked_schema
 from gateways.eventstore.transcoder import MsgspecTranscoder
 
 _INSTANCE = "domain.compute.instance:Instance."
 _POSTED = "domain.billing.account:BillingAccount.ChargesPosted"
+_SUBSCRIPTION = "domain.billing.subscription:Subscription."
+_ENDS_COVER = (f"{_SUBSCRIPTION}Cancelled",)
+
+
+def _resource_of(event: RecordedEvent) -> str:
+    """An instance's id; for a subscription's event, the instance it covers (same body)."""
+    if event.topic.startswith(_SUBSCRIPTION):
+        return derived_id("i", event.originator_id)
+    return event.originator_id
+
+
+def _covers(topic: str, was: bool) -> bool:
+    if topic == f"{_SUBSCRIPTION}Created":
+        return True
+    if topic in _ENDS_COVER:
+        return False
+    return was  # renewals and recovery stages: still paid in advance (a purge bills nothing)
+
+
 _state = msgspec.json.Decoder(dict[str, Any]).decode
 
 
-def billed(instance: Any) -> dict[str, Decimal]:
-    """What an instance's state bills on demand (prepaid ones bill through their order)."""
-    if getattr(instance, "charge_mode", "on_demand") != "on_demand":
+def billed(instance: Any, covered: bool = False) -> dict[str, Decimal]:
+    """What an instance's state bills on demand (one a subscription covers: nothing)."""
+    if covered or getattr(instance, "charge_mode", "on_demand") != "on_demand":
         return {}
     return instance_usage(
         instance.status,
@@ -60,7 +81,8 @@ class MeteredUsage:
                 resource_id text PRIMARY KEY,
                 topic text NOT NULL,
                 version bigint NOT NULL,
-                state bytea NOT NULL
+                state bytea NOT NULL,
+                covered boolean NOT NULL DEFAULT false
             );
             CREATE TABLE IF NOT EXISTS {self.table} (
                 resource_id text NOT NULL,
@@ -83,18 +105,19 @@ class MeteredUsage:
         return (self.table, self.meters)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-        instances = [e for e in events if e.topic.startswith(_INSTANCE)]
-        if instances:
-            await self._meter(conn, instances)
+        metered = [e for e in events if e.topic.startswith((_INSTANCE, _SUBSCRIPTION))]
+        if metered:
+            await self._meter(conn, metered)
         for event in events:
             if event.topic == _POSTED:
                 await self._rated(conn, _state(event.state)["charges"])
 
     async def _meter(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
-        ids = list(dict.fromkeys(e.originator_id for e in events))
+        ids = list(dict.fromkeys(_resource_of(e) for e in events))
         current: dict[str, BaseAggregate[str]] = {}
+        covered: dict[str, bool] = {}
         for row in await conn.fetch(
-            f"SELECT resource_id, topic, version, state FROM {self.meters} "
+            f"SELECT resource_id, topic, version, state, covered FROM {self.meters} "
             "WHERE resource_id = ANY($1::text[])",
             ids,
         ):
@@ -105,28 +128,39 @@ class MeteredUsage:
                 topic=row[1],
                 state=self._transcoder.decode(row[3]),
             ).mutate(None)
+            covered[row[0]] = row[4]
         for event in events:
+            resource_id = _resource_of(event)
             domain_event = self._mapper.to_domain_event(
                 StoredEvent(event.originator_id, event.originator_version, event.topic, event.state)
             )
-            previous = current.get(event.originator_id)
-            before = billed(previous) if previous is not None else {}
-            aggregate = domain_event.mutate(previous)  # type: ignore[attr-defined]
-            current[event.originator_id] = aggregate
-            after = billed(aggregate)
+            previous = current.get(resource_id)
+            was_covered = covered.get(resource_id, False)
+            before = billed(previous, was_covered) if previous is not None else {}
+            if event.topic.startswith(_INSTANCE):
+                aggregate = domain_event.mutate(previous)  # type: ignore[attr-defined]
+                current[resource_id] = aggregate
+            elif previous is None:
+                continue  # a subscription of something this projection does not meter
+            else:
+                aggregate = previous
+                covered[resource_id] = _covers(event.topic, was_covered)
+            after = billed(aggregate, covered.get(resource_id, False))
             if after != before:
                 at = domain_event.timestamp  # type: ignore[attr-defined]
                 await self._cut(conn, aggregate, before, after, at, event)
         for resource_id, aggregate in current.items():
             snapshot = Snapshot.take(aggregate)
             await conn.execute(
-                f"INSERT INTO {self.meters} (resource_id, topic, version, state) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (resource_id) DO UPDATE SET "
-                "topic = excluded.topic, version = excluded.version, state = excluded.state",
+                f"INSERT INTO {self.meters} (resource_id, topic, version, state, covered) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (resource_id) DO UPDATE SET "
+                "topic = excluded.topic, version = excluded.version, state = excluded.state, "
+                "covered = excluded.covered",
                 resource_id,
                 snapshot.topic,
                 aggregate.version,
                 self._transcoder.encode(snapshot.state),
+                covered.get(resource_id, False),
             )
 
     async def _cut(

@@ -158,6 +158,25 @@ async def _instance(api: Api, owner: Caller) -> str:
     return str((await api.settled(response))["instance_ids"][0])
 
 
+async def _subscription(api: Api, owner: Caller) -> str:
+    """A monthly term (free: the platform book prices nothing) for a new instance."""
+    instance_id = await _instance(api, owner)
+    book = "pbk-" + "0" * 26
+    if (await api.admin.get(f"/v1/admin/price-books/{book}")).status == 404:
+        made = await api.admin.post(
+            "/v1/admin/price-books", json={"name": "platform", "currency": "USD"}
+        )
+        await api.settled(made)
+        published = await api.admin.post(
+            f"/v1/admin/price-books/{book}/actions/publish", json={"prices": {"vcpu": "0"}}
+        )
+        await api.settled(published)
+    response = await owner.post(
+        "/v1/billing/subscriptions", json={"instance_id": instance_id, "term": "monthly"}
+    )
+    return str((await api.settled(response))["resource_id"])
+
+
 async def _server_group(api: Api, owner: Caller) -> str:
     response = await owner.post(
         "/v1/server-groups", json={"name": unique("group"), "policy": "anti-affinity"}
@@ -247,6 +266,7 @@ CREATORS: dict[str, Creator] = {
     "img": _image,
     "i": _instance,
     "sg": _server_group,
+    "sub": _subscription,
     "rgn": _inventory("/v1/admin/regions", _region),
     "cls": _inventory("/v1/admin/clusters", _cluster),
     "hst": _inventory("/v1/admin/hosts", _host),
