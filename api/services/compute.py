@@ -403,6 +403,11 @@ async def evacuate_instance(
     assert decision.host_id is not None
     lost = await unit.get(from_host_id, Host)
     lost.release(instance.id, f"evacuated: {reason}")
+    move = instance.migration
+    if move is not None and move["to_host_id"] != decision.host_id:
+        # Lost mid-migration and rebuilt elsewhere: the migration's target lets go too.
+        target = await unit.get(move["to_host_id"], Host)
+        target.release(instance.id, f"evacuated elsewhere: {reason}")
     instance.evacuate(decision.host_id, new_id("stp"), msgspec.to_builtins(decision), reason)
     return Decided(resource_id=instance.id, body={"moved": True, "host_id": decision.host_id})
 

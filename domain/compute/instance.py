@@ -67,7 +67,17 @@ A migration's deadline is longer than a host's own apply timeout (600 s), so a h
 is alive reports a stuck migration as failed (with where the guest is) before it expires.
 """
 EVACUABLE = frozenset(
-    {RUNNING, BUILDING, STARTING, REBOOTING, STOPPING, STOPPED, REINSTALLING, RESETTING_PASSWORD}
+    {
+        RUNNING,
+        BUILDING,
+        STARTING,
+        REBOOTING,
+        STOPPING,
+        STOPPED,
+        REINSTALLING,
+        RESETTING_PASSWORD,
+        MIGRATING,
+    }
 )
 """States an instance on a lost (or drained) host is moved from."""
 
@@ -286,7 +296,9 @@ class Instance(Aggregate):
         (its next start builds it).
         """
         self._require(*EVACUABLE)
-        meant_stopped = self.status == REINSTALLING and self.resume == STOPPED
+        meant_stopped = (self.status == REINSTALLING and self.resume == STOPPED) or (
+            self.status == MIGRATING and (self.migration or {}).get("resume") == STOPPED
+        )
         if self.status in (STOPPED, STOPPING) or meant_stopped:
             self._evacuated(self.host_id, host_id, None, None, STOPPED, decision, reason)
             return
@@ -311,6 +323,7 @@ class Instance(Aggregate):
         self.error = None
         self.password = None
         self.console = None
+        self.migration = None
 
     def deleted_with_host(self) -> None:
         """Its host is lost while it was being deleted: the guest went with it."""

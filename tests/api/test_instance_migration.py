@@ -13,6 +13,8 @@ import pytest
 from domain.compute import instance as lifecycle
 from domain.ids import new_id
 from hostd.drivers.compute.port import PowerState
+from hostd.fleet import SimulatedFleet
+from tests.api.compute_world import CAPACITY, create
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import TwoHosts, audit, two_hosts, until
 
@@ -238,3 +240,59 @@ async def test_refused_migrations_answer_problems(api: Api, two_hosts: TwoHosts)
     assert tenant.status == 403
     # Nothing was held by the refusals.
     assert (await used(api, target))["instances"] == 0
+
+
+async def test_an_instance_whose_source_is_lost_mid_migration_is_evacuated(
+    api: Api, two_hosts: TwoHosts
+) -> None:
+    owner = await api.tenant("lost-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    await two_hosts.fleet.kill(source)  # the migration waits in its queue, then it is lost
+    await api.settled(await migrate(api, instance_id, live=True))
+    (moved,) = await until(
+        api,
+        owner,
+        [instance_id],
+        lambda v: v["host_id"] == target and v["status"] == "running",
+        15,
+    )
+    assert moved["migration"] is None
+    assert two_hosts.fleet.computes[target].states[instance_id] == PowerState.RUNNING
+    assert (await used(api, target))["instances"] == 1  # the migration's claim, not a second
+    assert (await used(api, source))["instances"] == 0
+    names = [name for name, _ in await events(api, instance_id)]
+    assert "Evacuated" in names and "Migrated" not in names
+
+
+async def test_an_evacuation_elsewhere_releases_the_migration_s_target(
+    api: Api, two_hosts: TwoHosts, nats_url: str
+) -> None:
+    owner = await api.tenant("far-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    third = await create(
+        api,
+        "/v1/admin/hosts",
+        {"cluster_id": two_hosts.world.cluster_id, "hostname": "third-node", "capacity": CAPACITY},
+    )
+    async with SimulatedFleet(1, nats_url, host_ids=[third], heartbeat_every=0.3) as spare:
+        async with asyncio.timeout(15):
+            while not api.platform.host_health.health(third)[0]:
+                await asyncio.sleep(0.1)
+        await two_hosts.fleet.kill(source)
+        await api.settled(await migrate(api, instance_id, live=True, host_id=target))
+        await api.settled(await api.admin.post(f"/v1/admin/hosts/{target}/actions/disable"))
+        await until(
+            api,
+            owner,
+            [instance_id],
+            lambda v: v["host_id"] == third and v["status"] == "running",
+            15,
+        )
+        assert spare.computes[third].states[instance_id] == PowerState.RUNNING
+        assert (await used(api, target))["instances"] == 0
+        assert (await used(api, source))["instances"] == 0
+        assert (await used(api, third))["instances"] == 1
