@@ -12,8 +12,8 @@ exit codes:
   {OK}  success (verify: the chain is intact and every projection matches)
   {FOUND_PROBLEM}  a problem was found: verify saw a difference, or the resource or charge
      is unknown, or did not exist yet at the time asked about
-  {USAGE}  bad usage: unknown option, malformed time, a command this source cannot run
-     (rebuild on a SQLite file), or billing not built yet (explain-charge)
+  {USAGE}  bad usage: unknown option, malformed time or charge id, a command this source
+     cannot run (rebuild on a SQLite file)
   {UNREACHABLE}  the events cannot be read: database unreachable, no events table in the
      schema, SQLite file missing or not an export
 """

@@ -1,117 +1,196 @@
 """``explain-charge CHARGE_ID``: the events behind a charge, back to the request that began it.
 
-Billing does not exist yet. This follows what the architecture promises of it: charges are
-events whose name speaks of a charge (``ChargePosted``), either the charge's own stream or
-carrying ``charge_id`` in their state, each with the causation id of the event it rated and,
-in its state, the ``resource_id`` it bills. When billing lands, check these assumptions
-against its events before relying on the output.
+A charge is one line of a ``BillingAccount.ChargesPosted`` event (a settlement round posts
+a tenant's lines together): the line names its resource, dimension, interval [start, end)
+and price version. The charge is explained by the resource's own events from its creation
+up to the end of that interval (the event that ended it included), since they decide what
+it was using, and by the request and command (with its Operation) that created the
+resource. Everything is read from the events alone, so it works the same on a backup or
+an export.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from gateways.eventstore.records import RecordedEvent
-from replay import history
-from replay.aggregates import envelope_of
+from replay.aggregates import OPERATION_TOPIC, envelope_of, fold
 from replay.errors import Problem, Usage
-from replay.history import Brief, Step, brief, is_charge, resource_history
+from replay.history import Brief, OperationRef, Step, brief, resource_history
 from replay.source import EventSource, batches
 
-_MAX_HOPS = 100
+POSTED = "domain.billing.account:BillingAccount.ChargesPosted"
 _state = msgspec.json.Decoder(dict[str, Any])
+
+
+class Posting(msgspec.Struct, kw_only=True):
+    """The event that posted the charge, and the command it came from."""
+
+    event: Brief
+    command_id: str | None
+    operation: OperationRef | None
+
+
+class ResourceEvent(msgspec.Struct, kw_only=True):
+    position: int
+    version: int
+    event: str
+    at: datetime
+    """When it happened (its envelope's time; when it was stored if it has none)."""
+    during: bool
+    """True for events within the charge's interval (its end included: what ended it),
+    False for those before it."""
+    actor: str | None
+    request_id: str | None
+    command_id: str | None
 
 
 class ChargeExplanation(msgspec.Struct, kw_only=True):
     charge_id: str
-    charge_events: list[Brief]
-    caused_by: list[Brief]
-    """From the event the charge rated back to the first event without a cause."""
-    resource_id: str | None
+    charge: dict[str, Any]
+    posted_by: Posting
+    resource_id: str
+    events: list[ResourceEvent]
+    """The resource's events from its creation up to the end of the charge's interval."""
     origin: Step | None
-    """The billed resource's first event, with its request and operation."""
+    """The resource's first event, with the request, command and operation that made it;
+    None when the source does not hold the resource's events."""
 
 
 async def explain_charge(source: EventSource, charge_id: str) -> ChargeExplanation:
-    charges: list[RecordedEvent] = []
-    async for batch in batches(source, topic_contains="Charge"):
-        charges += [e for e in batch if is_charge(e)]
-    if not charges:
-        raise Usage(
-            f"billing is not built yet: {source.description} holds no charge events, "
-            "so there is no charge to explain"
+    if not charge_id.startswith("chg-") or len(charge_id) > 100:
+        raise Usage(f"{charge_id[:100]!r} is not a charge id (they look like chg-…)")
+    found = await _posting(source, charge_id)
+    if found is None:
+        raise Problem(
+            f"unknown charge {charge_id!r}: no ChargesPosted event in the source holds it"
         )
-    mine = [
-        e for e in charges if e.originator_id == charge_id or _field(e, "charge_id") == charge_id
-    ]
-    if not mine:
-        raise Problem(f"unknown charge {charge_id!r}: no charge event names it")
-    chain = await _causes(source, mine[0])
-    resource_id = _field(mine[0], "resource_id")
-    if resource_id is None and chain:
-        resource_id = chain[-1].originator_id
+    event, charge = found
+    resource_id = str(charge["resource_id"])
+    start = datetime.fromisoformat(charge["start"])
+    end = datetime.fromisoformat(charge["end"])
+    events: list[ResourceEvent] = []
     origin = None
-    if resource_id is not None:
-        try:
-            origin = (await resource_history(source, resource_id)).steps[0]
-        except Problem:
-            origin = None  # the resource's events are not in this source
+    try:
+        steps = (await resource_history(source, resource_id)).steps
+    except Problem:
+        steps = []  # the resource's events are not in this source
+    for step in steps:
+        at = step.occurred_at or step.recorded_at
+        if at > end:
+            break
+        events.append(
+            ResourceEvent(
+                position=step.position,
+                version=step.version,
+                event=step.event,
+                at=at,
+                during=at >= start,
+                actor=step.actor,
+                request_id=step.request_id,
+                command_id=step.command_id,
+            )
+        )
+    if steps:
+        origin = steps[0]
     return ChargeExplanation(
         charge_id=charge_id,
-        charge_events=[brief(e) for e in mine],
-        caused_by=[brief(e) for e in chain],
+        charge=charge,
+        posted_by=await _posted_by(source, event),
         resource_id=resource_id,
+        events=events,
         origin=origin,
     )
 
 
-def _field(event: RecordedEvent, name: str) -> str | None:
-    try:
-        value = _state.decode(event.state).get(name)
-    except msgspec.DecodeError:
-        return None
-    return value if isinstance(value, str) else None
+async def _posting(
+    source: EventSource, charge_id: str
+) -> tuple[RecordedEvent, dict[str, Any]] | None:
+    """The ChargesPosted event holding ``charge_id``, and the charge line in it."""
+    needle = charge_id.encode()
+    async for batch in batches(source, topic_prefix=POSTED):
+        for event in batch:
+            if event.topic != POSTED or needle not in event.state:
+                continue
+            for charge in _state.decode(event.state).get("charges", []):
+                if charge.get("charge_id") == charge_id:
+                    return event, charge
+    return None
 
 
-async def _causes(source: EventSource, event: RecordedEvent) -> list[RecordedEvent]:
-    chain: list[RecordedEvent] = []
-    seen: set[str] = set()
+async def _posted_by(source: EventSource, event: RecordedEvent) -> Posting:
     envelope = envelope_of(event)
-    while envelope is not None and envelope.causation_id and len(chain) < _MAX_HOPS:
-        if envelope.causation_id in seen:
-            break
-        seen.add(envelope.causation_id)
-        found = await source.read_linked({"event_id": [envelope.causation_id]})
-        if not found:
-            break
-        chain.append(found[0])
-        envelope = envelope_of(found[0])
-    return chain
+    command_id = envelope.command_id if envelope else None
+    operation = None
+    if command_id:
+        for other in await source.read_linked({"command_id": [command_id]}):
+            if other.topic.startswith(OPERATION_TOPIC):
+                try:
+                    done = fold(await source.read_stream(other.originator_id))
+                except Problem:
+                    continue
+                operation = OperationRef(
+                    operation_id=done.id,
+                    action=getattr(done, "action", "?"),
+                    status=getattr(done, "status", "?"),
+                    error_code=getattr(done, "error_code", None),
+                    error_detail=getattr(done, "error_detail", None),
+                    actor_id=getattr(done, "actor_id", "?"),
+                    request_id=getattr(done, "request_id", None),
+                )
+                break
+    return Posting(event=brief(event), command_id=command_id, operation=operation)
 
 
 def render_json(explanation: ChargeExplanation) -> str:
     return msgspec.json.format(msgspec.json.encode(explanation), indent=2).decode()
 
 
-def render_text(explanation: ChargeExplanation) -> str:
-    def line(b: Brief) -> str:
-        return f"  #{b.position} {b.resource_id} v{b.version} {b.event} ({b.actor or '?'})"
+def _time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
-    lines = [f"charge {explanation.charge_id}:"]
-    lines += [line(b) for b in explanation.charge_events]
-    if explanation.caused_by:
-        lines.append("caused by:")
-        lines += [line(b) for b in explanation.caused_by]
-    if explanation.resource_id is not None:
-        lines.append(f"billed resource {explanation.resource_id}, which began with:")
-        if explanation.origin is None:
-            lines.append("  (its events are not in this source)")
-        else:
-            origin = history.ResourceHistory(
-                resource_id=explanation.resource_id, source="", steps=[explanation.origin]
-            )
-            text = history.render_text(origin).splitlines()[2:]  # without the title
-            lines += ["  " + t for t in text if t]
+
+def _operation(op: OperationRef) -> str:
+    error = f" ({op.error_code}: {op.error_detail})" if op.error_code else ""
+    return f"operation {op.operation_id} {op.action} -> {op.status}{error} by {op.actor_id}"
+
+
+def render_text(explanation: ChargeExplanation) -> str:
+    c, posted = explanation.charge, explanation.posted_by
+    lines = [
+        f"charge {explanation.charge_id}",
+        f"  resource {c['resource_id']}  region {c['region_id']}  project {c['project_id'] or '-'}",
+        f"  {c['dimension']} x {c['quantity']} over [{c['start']}, {c['end']})",
+        f"  {c['unit_price']} per unit-hour, discount {c['discount_percent']}%, "
+        f"price version {c['price_version']}",
+        f"  amount {c['amount_minor']} {c['currency']} (minor units)",
+        f"posted by #{posted.event.position} {posted.event.resource_id} v{posted.event.version} "
+        f"{posted.event.event} stored {_time(posted.event.recorded_at)} UTC "
+        f"({posted.event.actor or '?'})",
+        f"  command {posted.command_id or '-'}",
+    ]
+    if posted.operation is not None:
+        lines.append(f"  {_operation(posted.operation)}")
+    if explanation.origin is None:
+        lines.append(f"{explanation.resource_id}: its events are not in this source")
+        return "\n".join(lines)
+    count = len(explanation.events)
+    lines.append(
+        f"{explanation.resource_id}: {count} event{'' if count == 1 else 's'} from its creation "
+        "to the end of the charge's interval"
+    )
+    for e in explanation.events:
+        lines.append(
+            f"  #{e.position} {_time(e.at)} v{e.version} {e.event}  actor {e.actor or '-'}  "
+            f"request {e.request_id or '-'}  {'during' if e.during else 'before'}"
+        )
+    origin = explanation.origin
+    lines.append(
+        f"started by request {origin.request_id or '-'}  command {origin.command_id or '-'}  "
+        f"actor {origin.actor or '-'}"
+    )
+    lines += [f"  {_operation(op)}" for op in origin.operations]
     return "\n".join(lines)

@@ -1,9 +1,9 @@
-"""``explain-charge``: refuses honestly while billing does not exist, and follows causation
-through charge events shaped as the architecture describes them (written here by hand)."""
+"""``history`` shows a charge event that followed a resource's event (a charge event written
+here by hand, linked by causation). ``explain-charge`` on real settled charges is tested in
+``test_explain_real_charge.py``."""
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import AsyncIterator
 
@@ -17,7 +17,7 @@ from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import AppendRequest, NewEvent
 from gateways.eventstore.repository import Repository
 from tests.integration.conftest import drop_schema
-from tests.replay.conftest import replay, replay_many
+from tests.replay.conftest import replay
 
 CHARGE_TOPIC = "domain.billing.ledger:Ledger.ChargePosted"
 
@@ -62,41 +62,6 @@ async def charged(project: tuple[PostgresEventStore, str]) -> tuple[str, str]:
     charge = NewEvent("led-acme", 1, CHARGE_TOPIC, state, billing.metadata())
     await store.append(AppendRequest(events=(charge,)))
     return store.schema, project_id
-
-
-def test_without_charge_events_it_says_billing_is_not_built(
-    project: tuple[PostgresEventStore, str], database_url: str
-) -> None:
-    store, _ = project
-    done = replay(
-        "explain-charge", "chg-1", "--database-url", database_url, "--schema", store.schema
-    )
-    assert done.code == 2
-    assert "billing is not built yet" in done.err and done.out == ""
-
-
-async def test_a_charge_is_explained_back_to_the_request(
-    charged: tuple[str, str], database_url: str
-) -> None:
-    schema, project_id = charged
-    source = ("--database-url", database_url, "--schema", schema)
-    text, as_json, unknown = replay_many(
-        ("explain-charge", "chg-1", *source),
-        ("explain-charge", "chg-1", "--format", "json", *source),
-        ("explain-charge", "chg-404", *source),
-    )
-    assert text.code == 0, text.err
-    assert "Ledger.ChargePosted" in text.out
-    assert f"{project_id} v1 Project.Created" in text.out
-    assert "request req-buy-project" in text.out
-    assert "iam:project:create -> succeeded" in text.out
-
-    explained = json.loads(as_json.out)
-    assert [b["resource_id"] for b in explained["caused_by"]] == [project_id]
-    assert explained["resource_id"] == project_id
-    assert explained["origin"]["operations"][0]["action"] == "iam:project:create"
-
-    assert unknown.code == 1 and "unknown charge 'chg-404'" in unknown.err
 
 
 async def test_history_shows_the_charge_that_followed_an_event(
