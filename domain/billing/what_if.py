@@ -4,6 +4,7 @@ Each line that was rated from the book (its price version names the book) is pri
 over the same interval and quantity, at the draft's price for that tenant, rounded per line
 as rating rounds. Lines rated from other books are left out: the draft cannot move them.
 A dimension the draft does not price costs nothing in it, as it would when rated.
+Purchases (prepaid terms) are left out too: what they cost was agreed when they were bought.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import msgspec
 
 from domain.billing.price_book import rate_in
 from domain.billing.rating import amount
-from domain.billing.statement import Line
+from domain.billing.statement import USAGE, Line
 
 
 class TenantDifference(msgspec.Struct, kw_only=True):
@@ -50,7 +51,7 @@ def reprice(
     prefix = f"{book['id']}@"
     sums: dict[tuple[str, str], list[int]] = {}
     for line in lines:
-        if not line.price_version.startswith(prefix):
+        if line.category != USAGE or not line.price_version.startswith(prefix):
             continue
         entry = sums.setdefault((line.tenant_id, line.currency), [0, 0, 0, 0])
         again = repriced_minor(line, book, draft)

@@ -6,9 +6,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from domain.billing.price_book import book_id
 from domain.billing.rating import Charge, Usage, rate
-from domain.billing.statement import Line
+from domain.billing.statement import PURCHASE, Line
 from domain.billing.what_if import TenantDifference, reprice
 
 T0 = datetime(2027, 3, 2, 9, 0, tzinfo=UTC)
@@ -120,7 +122,7 @@ def test_a_dearer_draft_a_discount_and_an_unpriced_dimension() -> None:
     ]
 
 
-def test_lines_rated_from_another_book_are_left_out() -> None:
+def test_lines_rated_from_another_book_and_purchases_are_left_out() -> None:
     mine = book(REGION, version({"vcpu": "12"}), draft({"vcpu": "0"}))
     theirs = book(OTHER_REGION, version({"vcpu": "12"}), None)
     lines = billed(
@@ -128,6 +130,7 @@ def test_lines_rated_from_another_book_are_left_out() -> None:
         usage(ACME, "vcpu", "1", 60),
         usage(GLOBEX, "vcpu", "1", 60, region=OTHER_REGION),
     )
-    found = reprice(lines, mine, mine["draft"])
+    bought = msgspec.structs.replace(lines[0], charge_id="chg-bought", category=PURCHASE)
+    found = reprice([*lines, bought], mine, mine["draft"])
     assert [(d.tenant_id, d.billed_minor, d.repriced_minor) for d in found] == [(ACME, 12, 0)]
     assert reprice([], mine, mine["draft"]) == []
