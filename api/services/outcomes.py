@@ -50,6 +50,8 @@ async def apply_outcome(executor: CommandExecutor, outcome: HostOutcome) -> None
                 host = await unit.get(instance.host_id, Host)
                 host.release(instance.id, f"build failed: {error}")
             _console(instance, outcome)
+        elif outcome.ok:
+            _console(instance, outcome)  # no step of its own (a migration's confirmation)
         return Decided(resource_id=instance.id)
 
     tenant_id = await _tenant_of(executor, outcome.instance_id)

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _INSTANCE = "domain.compute.instance:Instance."
 _EVACUATED = f"{_INSTANCE}Evacuated"
+_MIGRATED = f"{_INSTANCE}Migrated"
 _STEPS = {
     f"{_INSTANCE}Scheduled",
     f"{_INSTANCE}StepStarted",
@@ -146,6 +147,30 @@ class HostCommandDispatcher:
             action=Action.ENSURE_ABSENT,
         )
 
+    async def confirm_for(self, event: RecordedEvent) -> HostCommand | None:
+        """After a live migration, the target is asked to ensure what it now runs.
+
+        Idempotent there (the disk, the definition and the running guest are all in place);
+        its outcome says where the guest's console listens on its new host.
+        """
+        state = msgspec.json.decode(event.state)
+        if not isinstance(state, dict) or not state.get("live"):
+            return None
+        try:
+            instance = await self.repository.get(event.originator_id, Instance)
+        except NotFound:
+            return None
+        target = state.get("to_host_id")
+        if instance.host_id != target or instance.status != RUNNING or instance.step_id:
+            return None
+        return HostCommand(
+            step_id=f"migrated-{instance.id}-{event.originator_version}",
+            host_id=target,
+            instance_id=instance.id,
+            action=Action.ENSURE_RUNNING,
+            spec=await self._spec(instance),
+        )
+
     async def _spec(self, instance: Instance) -> GuestSpec:
         image = await self.repository.get(instance.image_id, Image)
         return GuestSpec(
@@ -177,6 +202,10 @@ class HostCommandDispatcher:
                     cleanup = self.cleanup_for(event)
                     if cleanup is not None:
                         await self.publish(cleanup)
+                if event.topic == _MIGRATED:
+                    confirm = await self.confirm_for(event)
+                    if confirm is not None:
+                        await self.publish(confirm)
                 if event.topic in _STEPS:
                     command = await self.command_for(event)
                     if command is not None:

@@ -100,6 +100,11 @@ async def test_a_live_migration_moves_the_running_guest_and_its_claim(
         True,
     )
     assert "StepStarted" not in names[-2:]  # live: it never stopped
+    # The target confirms what it now runs, and with that where its console listens.
+    async with asyncio.timeout(10):
+        while (answer := await owner.get(f"/v1/instances/{instance_id}/console")).status != 200:
+            await asyncio.sleep(0.05)
+    assert (await answer.json())["host_id"] == target
     steps = await audit(api, instance_id)
     admin_id = api.admin.user_id
     assert ("admin", admin_id, "admin:instance:migrate", "succeeded") in steps
