@@ -160,8 +160,10 @@ class HostCommandDispatcher:
             instance = await self.repository.get(event.originator_id, Instance)
         except NotFound:
             return None
-        target = state.get("to_host_id")
-        if instance.host_id != target or instance.status != RUNNING or instance.step_id:
+        target = instance.host_id
+        if target is None or target != state.get("to_host_id"):
+            return None
+        if instance.status != RUNNING or instance.step_id:
             return None
         return HostCommand(
             step_id=f"migrated-{instance.id}-{event.originator_version}",
