@@ -21,13 +21,15 @@ ARREARS_REASON = "arrears"
 """The freeze reason billing gives, so that only its own freezes are lifted by a recharge."""
 
 
-async def account_of(unit: UnitOfWork, tenant_id: str) -> BillingAccount:
+async def account_of(
+    unit: UnitOfWork, tenant_id: str, first_use: datetime | None = None
+) -> BillingAccount:
     """The tenant's account, opened in this command if it has none yet."""
     found = await unit.find(account_id(tenant_id), BillingAccount)
     if found is not None:
         return found
     tenant = await unit.get(tenant_id, Tenant)
-    account = BillingAccount.open(tenant_id, tenant.currency)
+    account = BillingAccount.open(tenant_id, tenant.currency, first_use)
     unit.add(account)
     return account
 
@@ -66,7 +68,8 @@ async def post_charges(
 ) -> Decided:
     """Post what was rated up to ``rated_through`` (skipping anything posted before), then
     close the months that ended by then: their usage is all in."""
-    account = await account_of(unit, tenant_id)
+    first = min((c.start for c in charges), default=None)
+    account = await account_of(unit, tenant_id, first)
     posted = account.post(charges)
     for period in account.open_periods_before(period_of(rated_through)):
         account.close_period(period)

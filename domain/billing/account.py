@@ -66,13 +66,18 @@ class BillingAccount(Aggregate):
         """Order id → money reserved for it (a prepaid order not yet fulfilled)."""
 
     @classmethod
-    def open(cls, tenant_id: str, currency: str) -> BillingAccount:
+    def open(
+        cls, tenant_id: str, currency: str, first_use: datetime | None = None
+    ) -> BillingAccount:
+        """Opened by its first charge or recharge; its first period is that of the
+        earliest usage it is opened for (rated after the fact), or the current one."""
+        now = clock.now()
         return cls._create(
             cls.Created,
             id=account_id(tenant_id),
             tenant_id=tenant_id,
             currency=currency,
-            opened_period=period_of(clock.now()),
+            opened_period=period_of(min(now, first_use or now)),
         )
 
     def view(self) -> dict[str, Any]:

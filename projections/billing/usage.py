@@ -129,6 +129,13 @@ class MeteredUsage:
                 state=self._transcoder.decode(row[3]),
             ).mutate(None)
             covered[row[0]] = row[4]
+        fold = _Intervals(
+            await conn.fetch(
+                f"SELECT resource_id, dimension, started_at FROM {self.table} "
+                "WHERE resource_id = ANY($1::text[]) AND ended_at IS NULL",
+                ids,
+            )
+        )
         for event in events:
             resource_id = _resource_of(event)
             domain_event = self._mapper.to_domain_event(
@@ -148,62 +155,24 @@ class MeteredUsage:
             after = billed(aggregate, covered.get(resource_id, False))
             if after != before:
                 at = domain_event.timestamp  # type: ignore[attr-defined]
-                await self._cut(conn, aggregate, before, after, at, event)
-        for resource_id, aggregate in current.items():
-            snapshot = Snapshot.take(aggregate)
-            await conn.execute(
-                f"INSERT INTO {self.meters} (resource_id, topic, version, state, covered) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (resource_id) DO UPDATE SET "
-                "topic = excluded.topic, version = excluded.version, state = excluded.state, "
-                "covered = excluded.covered",
-                resource_id,
-                snapshot.topic,
-                aggregate.version,
-                self._transcoder.encode(snapshot.state),
-                covered.get(resource_id, False),
-            )
-
-    async def _cut(
-        self,
-        conn: asyncpg.Connection,
-        instance: Any,
-        before: dict[str, Decimal],
-        after: dict[str, Decimal],
-        at: datetime,
-        event: RecordedEvent,
-    ) -> None:
-        changed, opened = changes(before, after)
-        if changed:
-            await conn.execute(
-                f"UPDATE {self.table} SET ended_at = $3 WHERE resource_id = $1 "
-                "AND dimension = ANY($2::text[]) AND ended_at IS NULL",
-                instance.id,
-                changed,
-                at,
-            )
-            # An interval that ended where it began billed nothing: no row for it.
-            await conn.execute(
-                f"DELETE FROM {self.table} WHERE resource_id = $1 AND dimension = ANY($2::text[]) "
-                "AND ended_at = started_at",
-                instance.id,
-                changed,
-            )
-        for dimension, quantity in opened.items():
-            await conn.execute(
-                f"INSERT INTO {self.table} (resource_id, dimension, started_at, ended_at, "
-                "quantity, tenant_id, region_id, project_id, rated_until, position) "
-                "VALUES ($1, $2, $3, NULL, $4, $5, $6, $7, NULL, $8) "
-                "ON CONFLICT (resource_id, dimension, started_at) DO UPDATE SET "
-                "ended_at = NULL, quantity = excluded.quantity, position = excluded.position",
-                instance.id,
-                dimension,
-                at,
-                str(quantity),
-                instance.tenant_id,
-                instance.region_id,
-                instance.project_id,
-                event.position,
-            )
+                fold.cut(aggregate, before, after, at, event.position)
+        await fold.write(conn, self.table)
+        await conn.executemany(
+            f"INSERT INTO {self.meters} (resource_id, topic, version, state, covered) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (resource_id) DO UPDATE SET "
+            "topic = excluded.topic, version = excluded.version, state = excluded.state, "
+            "covered = excluded.covered",
+            [
+                (
+                    resource_id,
+                    (snapshot := Snapshot.take(aggregate)).topic,
+                    aggregate.version,
+                    self._transcoder.encode(snapshot.state),
+                    covered.get(resource_id, False),
+                )
+                for resource_id, aggregate in current.items()
+            ],
+        )
 
     async def _rated(self, conn: asyncpg.Connection, charges: list[dict[str, Any]]) -> None:
         await conn.executemany(
@@ -220,3 +189,83 @@ class MeteredUsage:
                 for c in charges
             ],
         )
+
+
+Key = tuple[str, str, datetime]
+
+
+class _Intervals:
+    """One batch's cuts, folded in memory and written in a few statements.
+
+    The same rules as one event at a time: a changed dimension's open interval ends at
+    the event; one that ends where it began is dropped; a new quantity opens another.
+    """
+
+    def __init__(self, open_rows: Sequence[Any]) -> None:
+        self.open: dict[tuple[str, str], datetime] = {(r[0], r[1]): r[2] for r in open_rows}
+        self.new: dict[Key, list[Any]] = {}
+        self.ended: dict[Key, datetime] = {}
+        self.deleted: set[Key] = set()
+
+    def cut(
+        self,
+        instance: Any,
+        before: dict[str, Decimal],
+        after: dict[str, Decimal],
+        at: datetime,
+        position: int,
+    ) -> None:
+        closed, opened = changes(before, after)
+        for dimension in closed:
+            started = self.open.pop((instance.id, dimension), None)
+            if started is None:
+                continue
+            key = (instance.id, dimension, started)
+            if started == at:
+                if self.new.pop(key, None) is None:
+                    self.deleted.add(key)
+                self.ended.pop(key, None)
+            elif key in self.new:
+                self.new[key][3] = at
+            else:
+                self.ended[key] = at
+        for dimension, quantity in opened.items():
+            key = (instance.id, dimension, at)
+            self.new[key] = [
+                instance.id,
+                dimension,
+                at,
+                None,
+                str(quantity),
+                instance.tenant_id,
+                instance.region_id,
+                instance.project_id,
+                position,
+            ]
+            self.open[(instance.id, dimension)] = at
+
+    async def write(self, conn: asyncpg.Connection, table: str) -> None:
+        if self.deleted:
+            await conn.executemany(
+                f"DELETE FROM {table} WHERE resource_id = $1 AND dimension = $2 "
+                "AND started_at = $3",
+                sorted(self.deleted),
+            )
+        if self.ended:
+            await conn.executemany(
+                f"UPDATE {table} SET ended_at = $4 WHERE resource_id = $1 AND dimension = $2 "
+                "AND started_at = $3",
+                [(*key, end) for key, end in sorted(self.ended.items())],
+            )
+        if self.new:
+            columns = [list(c) for c in zip(*self.new.values(), strict=True)]
+            await conn.execute(
+                f"INSERT INTO {table} (resource_id, dimension, started_at, ended_at, quantity, "
+                "tenant_id, region_id, project_id, position) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], "
+                "$4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[]) "
+                "ON CONFLICT (resource_id, dimension, started_at) DO UPDATE SET "
+                "ended_at = excluded.ended_at, quantity = excluded.quantity, "
+                "position = excluded.position, rated_until = NULL",
+                *columns,
+            )

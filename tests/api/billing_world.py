@@ -31,7 +31,7 @@ class BillingWorld:
         head = await self.api.platform.store.last_position()
         for name in BILLING_PROJECTIONS:
             assert await wait_for_position(
-                self.api.platform.store.pool, self.api.platform.settings.schema, name, head, 10
+                self.api.platform.store.pool, self.api.platform.settings.schema, name, head, 60
             )
 
     async def at(self, moment: datetime) -> None:
