@@ -1,5 +1,6 @@
-"""Hypothesis: whatever the lives of the instances, the recharges and the rhythm (or the
-repetition) of settlement, the ledger balances and no charge is posted twice.
+"""Hypothesis: whatever the lives of the instances, the recharges, the prepaid orders and
+renewals (held, spent or let go) and the rhythm (or the repetition) of settlement, the
+ledger balances and no charge is posted twice.
 
 The model meters like the usage projection (``changes``), rates like the settlement
 (``to_rate`` from the marks the projection keeps, which may lag behind) and posts to the
@@ -17,12 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain import clock
-from domain.billing.account import BillingAccount
+from domain.billing.account import BillingAccount, InsufficientBalance
 from domain.billing.dimensions import instance_usage
 from domain.billing.metering import Segment, changes, to_rate
 from domain.billing.postings import postings, tenant_account
 from domain.billing.rating import floor_hour, rate
-from domain.ids import new_id
+from domain.billing.subscription import purchase_line, term_end
+from domain.ids import hashed_id, new_id
 
 T0 = datetime(2027, 1, 31, 20, 17, tzinfo=UTC)
 REGION = "rgn-" + "1" * 26
@@ -50,6 +52,9 @@ action = st.one_of(
     st.tuples(st.just("recharge"), st.integers(1, 5000)),
     st.tuples(st.just("settle"), st.booleans()),  # True: the projection lags behind
     st.tuples(st.just("repeat"), st.just(0)),
+    st.tuples(st.just("order"), st.integers(0, 3000)),  # a prepaid term, held then spent
+    st.tuples(st.just("reserve"), st.integers(0, 3000)),  # a renewal's hold
+    st.tuples(st.just("release"), st.booleans()),  # the renewal is spent, or let go
 )
 
 
@@ -150,6 +155,26 @@ def test_the_ledger_balances_and_no_charge_is_posted_twice(
                     model.segments[n] = Segment(**{**_fields(s), "rated_until": end})
 
         recharged = 0
+        purchased = 0
+        reserved: list[tuple[str, int]] = []
+
+        def spend(order: str, amount: int) -> None:
+            nonlocal purchased
+            line = purchase_line(
+                hashed_id("chg", order),
+                model.ids[0],
+                REGION,
+                None,
+                "monthly",
+                model.now,
+                term_end(model.now, "monthly"),
+                amount,
+                "USD",
+                "v1",
+            )
+            account.post_hold(order, line)
+            purchased += amount
+
         for index, (kind, value) in actions:
             index %= instances
             if kind == "wait":
@@ -168,6 +193,30 @@ def test_the_ledger_balances_and_no_charge_is_posted_twice(
                 settle(model.last_cutoff, value)
             elif kind == "repeat" and model.last_cutoff is not None:
                 settle(model.last_cutoff, True)  # a retried round, unseen by the projection
+            elif kind in ("order", "reserve"):
+                order = new_id("ord")
+                try:
+                    account.hold(order, value)
+                except InsufficientBalance:
+                    assert value > account.available_minor
+                    continue
+                if kind == "order":
+                    spend(order, value)
+                else:
+                    reserved.append((order, value))
+            elif kind == "release" and reserved:
+                order, amount = reserved.pop(0)
+                if value:
+                    spend(order, amount)
+                else:
+                    account.void_hold(order, "cancelled")
+            journal.extend(post_events(account))
+            assert (
+                account.available_minor
+                == account.balance_minor
+                + account.credit_limit_minor
+                - sum(amount for _, amount in reserved)
+            )
         # Every interval ends, and a last round far ahead rates whatever is left.
         for index in range(instances):
             model.change(index, status="purged")
@@ -175,6 +224,7 @@ def test_the_ledger_balances_and_no_charge_is_posted_twice(
         settle(final, False)
 
     charged: list[str] = []
+    bought: list[str] = []
     tenant_side = 0
     for name, state in journal:
         lines = postings(name, tenant_id, state)
@@ -184,7 +234,10 @@ def test_the_ledger_balances_and_no_charge_is_posted_twice(
         )
         if name == "ChargesPosted":
             charged.extend(c["charge_id"] for c in state["charges"])
-    assert not [cid for cid, n in Counter(charged).items() if n > 1], "a charge posted twice"
+        if name == "HoldPosted":
+            bought.append(state["line"]["charge_id"])
+    every = charged + bought
+    assert not [cid for cid, n in Counter(every).items() if n > 1], "a charge posted twice"
     assert account.balance_minor == -tenant_side
 
     # The rhythm of settlement changes nothing: rating every whole interval at once
@@ -194,4 +247,4 @@ def test_the_ledger_balances_and_no_charge_is_posted_twice(
     ]
     at_once = [c for whole in wholes if whole is not None for c in rate(whole, books)]
     assert sorted(charged) == sorted(c.charge_id for c in at_once)
-    assert account.balance_minor == recharged - sum(c.amount_minor for c in at_once)
+    assert account.balance_minor == recharged - purchased - sum(c.amount_minor for c in at_once)
