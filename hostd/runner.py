@@ -24,6 +24,8 @@ from hostd.outcomes import OutcomeSink
 log = logging.getLogger(__name__)
 
 _ACTIONS = frozenset(action.value for action in Action)
+_NOT_TWICE = frozenset({Action.REINSTALL})
+"""Commands whose effect a repeat would redo rather than find done."""
 
 
 class _Envelope(msgspec.Struct):
@@ -99,6 +101,12 @@ class HostRunner:
                 command,
                 await observe(self.host, command.instance_id),
                 f"superseded by a later command for this instance (stream sequence {last})",
+            )
+        elif sequence == last and command.action in _NOT_TWICE:
+            # The same message again (its ack was lost): its outcome is already stored, and
+            # rebuilding the disk a second time would wipe what the guest wrote since.
+            result = outcome(
+                self.host, command, await observe(self.host, command.instance_id), None
             )
         else:
             self.applied[command.instance_id] = sequence

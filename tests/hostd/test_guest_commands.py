@@ -10,11 +10,13 @@ from pathlib import Path
 import msgspec
 from nats.aio.client import Client
 
-from gateways.bus.hostwire import Action, GuestPassword, MigrationOrder
+from gateways.bus import hostwire
+from gateways.bus.hostwire import Action, GuestPassword, HostOutcome, MigrationOrder
 from gateways.bus.hostwire import PowerState as WireState
 from hostd.apply import Host, HostLayout
 from hostd.drivers.compute.port import PowerState
 from hostd.drivers.compute.simulated import SimulatedCompute
+from hostd.runner import HostRunner
 from hostd.storage.simulated import SimulatedStorage
 from hostd.streams import HostBus
 from tests.hostd.test_compute_contract import PASSWORD_HASH
@@ -118,3 +120,54 @@ async def test_a_migration_between_simulated_hosts(nc: Client, bus: HostBus) -> 
         assert source.states == {} and storage.disks == {}
     finally:
         await daemon.close()
+
+
+class _Sequence:
+    def __init__(self, stream: int) -> None:
+        self.stream = stream
+
+
+class _Metadata:
+    def __init__(self, stream: int) -> None:
+        self.sequence = _Sequence(stream)
+
+
+class _Delivered:
+    """A delivered command as the runner sees one: its data, its stream sequence, its ack."""
+
+    def __init__(self, data: bytes, stream: int) -> None:
+        self.data = data
+        self.metadata = _Metadata(stream)
+        self.acks = 0
+
+    async def ack_sync(self, timeout: float = 5.0) -> None:
+        self.acks += 1
+
+
+class _Kept:
+    def __init__(self) -> None:
+        self.outcomes: list[HostOutcome] = []
+
+    async def publish(self, outcome: HostOutcome) -> None:
+        self.outcomes.append(outcome)
+
+
+async def test_a_redelivered_reinstall_is_answered_without_rebuilding_the_disk_again() -> None:
+    compute = SimulatedCompute(HOST)
+    storage = SimulatedStorage()
+    kept = _Kept()
+    runner = HostRunner(Host(HOST, compute, storage, HostLayout(Path("/sim") / HOST)), kept)
+    instance = instance_id()
+    build = command(HOST, instance, Action.ENSURE_RUNNING, guest())
+    reinstall = command(HOST, instance, Action.REINSTALL, guest("/images/other.qcow2"), start=True)
+    await runner.accept(_Delivered(hostwire.encode(build), 1))  # type: ignore[arg-type]
+    first = _Delivered(hostwire.encode(reinstall), 2)
+    await runner.accept(first)  # type: ignore[arg-type]
+    made = storage.disks[instance]
+    await storage.delete_root_disk(instance)  # a second rebuild would make it again
+    again = _Delivered(hostwire.encode(reinstall), 2)  # the same message: its ack was lost
+    await runner.accept(again)  # type: ignore[arg-type]
+    assert instance not in storage.disks and made.image_location == "/images/other.qcow2"
+    steps = [o.step_id for o in kept.outcomes]
+    assert steps == [build.step_id, reinstall.step_id, reinstall.step_id]
+    assert kept.outcomes[-1].ok and (first.acks, again.acks) == (1, 1)
