@@ -1,0 +1,1 @@
+"""Billing adapters: statement documents rendered by libraries."""
