@@ -12,13 +12,14 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
 
-from replay import audit, explain, history, state
+from replay import audit, explain, history, state, statements
 from replay.console import Bar, Consoles
 from replay.errors import EXIT_CODES, FOUND_PROBLEM, OK, USAGE, ReplayError, Unreachable, Usage
 from replay.export import Selection, export
@@ -159,6 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(its creation by an admin, say), so that every resource can be replayed",
     )
 
+    p = command(
+        "statement",
+        "a tenant's monthly statement as CSV (FOCUS columns), JSON or PDF (PostgreSQL)",
+        "Reads the live billing read model; with --rebuild the billing projections are first\n"
+        "folded from the events into a scratch schema and the statement exported from there.",
+    )
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--period", required=True, type=_period, metavar="YYYY-MM")
+    p.add_argument("--format", choices=statements.FORMATS, default="csv")
+    p.add_argument("--rebuild", action="store_true", help="from the events, not the read model")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write here instead of stdout")
+
     p = command("explain-charge", "the events that produced a charge, back to its request")
     p.add_argument("charge", metavar="CHARGE_ID")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -187,7 +200,35 @@ def _database_url(args: argparse.Namespace) -> str:
     return url
 
 
+def _period(value: str) -> str:
+    if not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2])", value):
+        raise argparse.ArgumentTypeError("a period is YYYY-MM")
+    return value
+
+
+async def _statement(args: argparse.Namespace, consoles: Consoles) -> int:
+    if args.sqlite is not None:
+        raise Usage("statement reads billing tables: it needs --database-url, not --sqlite")
+    data = await statements.statement(
+        _database_url(args),
+        args.schema,
+        args.tenant,
+        args.period,
+        args.format,
+        rebuild=args.rebuild,
+    )
+    if args.out is not None:
+        args.out.write_bytes(data)
+        consoles.err.print(f"wrote {len(data)} bytes to {args.out}", markup=False)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return OK
+
+
 async def _run(args: argparse.Namespace, consoles: Consoles) -> int:
+    if args.command == "statement":
+        return await _statement(args, consoles)
     if args.command == "rebuild":
         if args.sqlite is not None:
             raise Usage("rebuild writes projection tables: it needs --database-url, not --sqlite")
