@@ -26,6 +26,7 @@ from api.routes import (
     ippools,
     metrics,
     operations,
+    orders,
     price_books,
     quotas,
     regions,
@@ -81,6 +82,7 @@ ROUTE_MODULES = (
     billing_reads,
     billing_admin,
     subscriptions,
+    orders,
 )
 
 

@@ -54,6 +54,15 @@ def _size(instance: Instance) -> dict[str, int]:
     return {"vcpus": instance.vcpus, "memory_mb": instance.memory_mb, "disk_gb": instance.disk_gb}
 
 
+def _about(subscription: Subscription, kind: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "subscription_id": subscription.id,
+        "resource_id": subscription.resource_id,
+        "term": subscription.term,
+    }
+
+
 def _spend(
     account: BillingAccount,
     subscription: Subscription,
@@ -63,11 +72,12 @@ def _spend(
     start: datetime,
     end: datetime,
     order_id: str | None = None,
+    kind: str = "new",
 ) -> str:
     """Hold (unless held already) and post one order's money for [start, end)."""
     order = order_id or new_id("ord")
     if order_id is None:
-        account.hold(order, amount)
+        account.hold(order, amount, _about(subscription, kind))
     line = purchase_line(
         hashed_id("chg", order),
         subscription.resource_id,
@@ -158,7 +168,7 @@ async def order_renewal(unit: UnitOfWork, subscription: Subscription) -> str:
     )
     account = await billing.account_of(unit, subscription.tenant_id)
     order = new_id("ord")
-    account.hold(order, amount)
+    account.hold(order, amount, _about(subscription, "renewal"))
     subscription.renewal_ordered(order, amount)
     return order
 
@@ -222,7 +232,16 @@ async def resize(unit: UnitOfWork, subscription: Subscription, flavor_id: str) -
     order = None
     if upgrade > 0:
         account = await billing.account_of(unit, subscription.tenant_id)
-        order = _spend(account, subscription, upgrade, currency, version, now, subscription.ends_at)
+        order = _spend(
+            account,
+            subscription,
+            upgrade,
+            currency,
+            version,
+            now,
+            subscription.ends_at,
+            kind="upgrade",
+        )
         await billing.enforce_standing(unit, account, now)
     return Decided(
         resource_id=subscription.id, body={"order_id": order, "amount_minor": max(upgrade, 0)}

@@ -173,8 +173,11 @@ class BillingAccount(Aggregate):
 
     # -- prepaid orders --------------------------------------------------------------
 
-    def hold(self, order_id: str, amount_minor: int) -> None:
-        """Reserve an order's price; refused when the balance and credit line fall short."""
+    def hold(self, order_id: str, amount_minor: int, order: dict[str, Any] | None = None) -> None:
+        """Reserve an order's price; refused when the balance and credit line fall short.
+
+        ``order`` says what it is for (kind, subscription, resource, term): the orders list.
+        """
         if order_id in self.holds:
             raise InvalidState("that order holds money already", order_id=order_id)
         if amount_minor < 0:
@@ -185,10 +188,10 @@ class BillingAccount(Aggregate):
                 order_id=order_id,
                 available_minor=self.available_minor,
             )
-        self._held(order_id, amount_minor)
+        self._held(order_id, amount_minor, order or {})
 
     @event("HoldPlaced")
-    def _held(self, order_id: str, amount_minor: int) -> None:
+    def _held(self, order_id: str, amount_minor: int, order: dict[str, Any]) -> None:
         self.holds[order_id] = amount_minor
 
     def post_hold(self, order_id: str, line: dict[str, Any]) -> None:

@@ -48,3 +48,31 @@ class BillingQueries:
         return to_json(
             tenant_id, period, found["status"], found["currency"], lines, found["content_hash"]
         )
+
+
+async def orders(
+    pool: asyncpg.Pool,
+    schema: str,
+    *,
+    tenant_id: str | None,
+    limit: int,
+    before: int | None = None,
+) -> list[dict[str, Any]]:
+    """Prepaid orders, newest first: held, then paid or voided."""
+    table = f"{checked_schema(schema)}.billing_orders"
+    args: list[Any] = []
+    where = ["true"]
+    if tenant_id is not None:
+        args.append(tenant_id)
+        where.append(f"tenant_id = ${len(args)}")
+    if before is not None:
+        args.append(before)
+        where.append(f"position < ${len(args)}")
+    args.append(limit)
+    rows = await pool.fetch(
+        "SELECT order_id, tenant_id, kind, subscription_id, resource_id, term, amount_minor, "
+        f"currency, status, placed_at, settled_at, reason, position FROM {table} "
+        f"WHERE {' AND '.join(where)} ORDER BY position DESC LIMIT ${len(args)}",
+        *args,
+    )
+    return [dict(row) for row in rows]

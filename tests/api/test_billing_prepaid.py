@@ -19,6 +19,7 @@ from api.services.unit_of_work import UnitOfWork
 from domain import clock
 from domain.metadata import Actor, CommandContext
 from hostd.fleet import SimulatedFleet
+from projections.runner import wait_for_position
 from tests.api.compute_world import World, compute_world, create
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import until
@@ -90,7 +91,7 @@ async def at(api: Api, moment: datetime, tenant_id: str, action: str, decide: An
     )
     with clock.using(clock.ManualClock(moment)):
         outcome = await api.platform.executor.run(context, action, decide)
-    await api.wait_for(outcome.position)
+    await caught_up(api)
     return Decided(resource_id=outcome.resource_id, body=outcome.body)
 
 
@@ -102,8 +103,16 @@ async def account(api: Api, tenant_id: str) -> dict[str, Any]:
 async def tick(api: Api, moment: datetime) -> int:
     with clock.using(clock.ManualClock(moment)):
         moved = await Renewals(api.platform.executor, api.platform.settings.schema).tick(moment)
-    await api.wait_for(await api.platform.store.last_position())
+    await caught_up(api)
     return moved
+
+
+async def caught_up(api: Api) -> None:
+    head = await api.platform.store.last_position()
+    await api.wait_for(head)
+    assert await wait_for_position(
+        api.platform.store.pool, api.platform.settings.schema, "billing_ledger", head, 10
+    )
 
 
 async def sub_view(owner: Caller, sub_id: str) -> dict[str, Any]:
@@ -155,6 +164,13 @@ async def test_a_monthly_subscription_upgraded_on_day_ten(api: Api, world: World
     view = await sub_view(owner, sub_id)
     assert (view["size"]["vcpus"], view["renewal_size"]["vcpus"]) == (4, 2)
     assert (await account(api, tenant))["balance_minor"] == 75_039
+    listed = await (await owner.get("/v1/billing/orders")).json()
+    assert [(o["kind"], o["status"], o["amount_minor"]) for o in listed["items"]] == [
+        ("upgrade", "paid", 10_361),
+        ("new", "paid", 14_600),
+    ]
+    everyone = await (await api.admin.get(f"/v1/admin/billing/orders?tenant_id={tenant}")).json()
+    assert everyone["items"] == listed["items"]
 
     rows = await api.platform.store.pool.fetch(
         f"SELECT category, amount_minor, started_at, ended_at FROM "
@@ -187,6 +203,8 @@ async def test_an_automatic_renewal_holds_then_spends_the_next_term(api: Api, wo
         800,
     )
     assert await tick(api, datetime(2027, 3, 29, 12, tzinfo=UTC)) == 0, "ordered once"
+    orders = (await (await owner.get("/v1/billing/orders")).json())["items"]
+    assert [(o["kind"], o["status"]) for o in orders] == [("renewal", "held"), ("new", "paid")]
     assert await tick(api, datetime(2027, 4, 1, 0, 5, tzinfo=UTC)) == 1
     view = await sub_view(owner, sub_id)
     assert (view["status"], view["terms"], view["ends_at"]) == (
@@ -196,6 +214,8 @@ async def test_an_automatic_renewal_holds_then_spends_the_next_term(api: Api, wo
     )
     spent = await account(api, tenant)
     assert (spent["balance_minor"], spent["held_minor"]) == (800, 0)
+    orders = (await (await owner.get("/v1/billing/orders")).json())["items"]
+    assert [(o["kind"], o["status"]) for o in orders] == [("renewal", "paid"), ("new", "paid")]
 
     # Not enough money for a third term: the attempt fails (and is said), the term lapses.
     assert await tick(api, datetime(2027, 4, 28, tzinfo=UTC)) == 1
