@@ -179,3 +179,22 @@ async def test_statements_list_and_export_the_read_models_exact_bytes(api: Api) 
     theirs = await acme.get(f"/v1/tenants/{globex.tenant_id}/statements/2027-03")
     problem = await theirs.json()
     assert problem["detail"] == f"{globex.tenant_id} does not exist"
+
+
+async def test_the_billing_role_reads_them_and_an_operator_does_not(api: Api) -> None:
+    _, acme, _, _, _ = await two_tenants(api)
+    clerk = await api.sub_account(acme, ["billing"])
+    operator = await api.sub_account(acme, ["operator"])
+    paths = (
+        "/v1/billing/transactions",
+        "/v1/billing/charges",
+        "/v1/billing/usage/daily",
+        "/v1/billing/statements",
+        f"/v1/tenants/{acme.tenant_id}/statements/2027-03",
+    )
+    for path in paths:
+        assert await json_of(clerk, path) == await json_of(acme, path), path
+        refused = await operator.get(path)
+        assert refused.status == 403, f"{path}: {await refused.text()}"
+    staff = await json_of(api.admin, "/v1/billing/transactions")
+    assert staff == {"items": [], "next_page_token": None}  # staff read /v1/admin/billing
