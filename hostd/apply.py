@@ -110,6 +110,15 @@ async def enact(host: Host, command: HostCommand) -> None:
             await host.compute.undefine(instance_id)
             await host.storage.delete_root_disk(instance_id)
             host.layout.serial_log(instance_id).unlink(missing_ok=True)
+        case Action.PREPARE_MIGRATION:
+            if command.spec is None:
+                raise DriverError("prepare_migration needs a guest spec")
+            await host.storage.ensure_root_disk(
+                instance_id,
+                image_location=command.spec.image_location,
+                image_format=command.spec.image_format,
+                size_gb=command.spec.disk_gb,
+            )
         case Action.MIGRATE:
             await migrate(host, command)
         case Action.REINSTALL:

@@ -2,8 +2,9 @@
 
 The start is one append: the instance's ``MigrationStarted``, the target host's claim (made
 by the same placement and claim as an evacuation) and its server group's membership. The
-source host carries out the move and reports; a success releases the source's claim, a
-failure or a missed deadline releases the target's and leaves the instance on its source.
+target prepares the disk, then the source host carries out the move and reports; a success
+releases the source's claim, a failure or a missed deadline releases the target's and leaves
+the instance on its source.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from domain.compute.server_group import ServerGroup
 from domain.errors import InvalidState
 from domain.ids import new_id
 from domain.inventory.host import Host
-from gateways.bus.hostwire import HostOutcome, PowerState
+from gateways.bus.hostwire import Action, HostOutcome, PowerState
 
 
 async def migrate_instance(
@@ -59,6 +60,15 @@ async def migration_reported(unit: UnitOfWork, instance: Instance, outcome: Host
     """The source host's outcome: moved (release the source) or not (release the target)."""
     move = instance.migration
     if move is None:
+        return
+    if outcome.action == Action.PREPARE_MIGRATION:
+        if outcome.ok:
+            instance.migration_prepared(outcome.step_id, new_id("stp"))
+            return
+        # The source was not touched yet: the guest is as it was there.
+        cause = f"the target could not prepare: {outcome.error}"
+        if instance.fail_migration(outcome.step_id, cause, move["resume"]):
+            await release_target(unit, instance, move, f"migration failed: {cause}")
         return
     if outcome.ok:
         if instance.complete_migration(outcome.step_id):

@@ -30,7 +30,7 @@ async def apply_outcome(executor: CommandExecutor, outcome: HostOutcome) -> None
             instance = await unit.get(outcome.instance_id, Instance)
         except NotFound:
             return Decided(resource_id=outcome.instance_id)
-        if outcome.action == Action.MIGRATE:
+        if outcome.action in (Action.MIGRATE, Action.PREPARE_MIGRATION):
             await migration.migration_reported(unit, instance, outcome)
             _console(instance, outcome)
             return Decided(resource_id=instance.id)

@@ -34,6 +34,8 @@ RECYCLED = "recycled"
 PURGED = "purged"
 ERROR = "error"
 MIGRATING = "migrating"
+PREPARING, MOVING = "preparing", "moving"
+"""A migration's phases: the target prepares the disk, then the source moves the guest."""
 REINSTALLING = "reinstalling"
 RESETTING_PASSWORD = "resetting_password"  # noqa: S105 - a status, not a password
 
@@ -350,8 +352,9 @@ class Instance(Aggregate):
     def migrate(self, host_id: str, step_id: str, decision: dict[str, Any], *, live: bool) -> None:
         """Move to ``host_id``: live keeps the guest running; cold moves it stopped.
 
-        The source host carries out the move; a cold migration of a running guest stops
-        it first and starts it again on the target once it is there.
+        Two steps under one deadline each: the target prepares the guest's disk (from its
+        image, at its size), then the source carries out the move. A cold migration of a
+        running guest stops it first and starts it again on the target once it is there.
         """
         if live:
             self._require(RUNNING)
@@ -381,17 +384,36 @@ class Instance(Aggregate):
             "to_host_id": to_host_id,
             "live": live,
             "resume": resume,
+            "phase": PREPARING,
         }
         self.status = MIGRATING
         self.step_id = step_id
         self.deadline = deadline
         self.error = None
 
+    def migration_prepared(self, step_id: str, next_step_id: str) -> bool:
+        """The target has the disk ready: the source's move is the next step. False when stale."""
+        if self.status != MIGRATING or step_id != self.step_id or self.migration is None:
+            return False
+        if self.migration.get("phase") != PREPARING:
+            return False
+        self._migration_prepared(next_step_id, clock.now() + DEADLINES[MIGRATING])
+        return True
+
+    @event("MigrationPrepared")
+    def _migration_prepared(self, step_id: str, deadline: datetime) -> None:
+        assert self.migration is not None
+        self.migration = {**self.migration, "phase": MOVING}
+        self.step_id = step_id
+        self.deadline = deadline
+
     def complete_migration(self, step_id: str) -> bool:
         """The source host moved the guest: it is on the target now. False when stale."""
         if self.status != MIGRATING or step_id != self.step_id or self.migration is None:
             return False
         move = self.migration
+        if move.get("phase", MOVING) != MOVING:
+            return False
         status = RUNNING if move["live"] else STOPPED
         self._migrated(move["from_host_id"], move["to_host_id"], move["live"], status)
         return True

@@ -19,11 +19,13 @@ from domain.compute.image import Image
 from domain.compute.instance import (
     DELETING,
     MIGRATING,
+    PREPARING,
     REBOOTING,
     REINSTALLING,
     RESETTING_PASSWORD,
     RUNNING,
     STARTING,
+    STOPPED,
     STOPPING,
     Instance,
 )
@@ -41,11 +43,13 @@ log = logging.getLogger(__name__)
 _INSTANCE = "domain.compute.instance:Instance."
 _EVACUATED = f"{_INSTANCE}Evacuated"
 _MIGRATED = f"{_INSTANCE}Migrated"
+_UNMIGRATED = f"{_INSTANCE}MigrationFailed"
 _STEPS = {
     f"{_INSTANCE}Scheduled",
     f"{_INSTANCE}StepStarted",
     f"{_INSTANCE}Purged",
     f"{_INSTANCE}MigrationStarted",
+    f"{_INSTANCE}MigrationPrepared",
     f"{_INSTANCE}ReinstallStarted",
     f"{_INSTANCE}PasswordResetStarted",
     _EVACUATED,
@@ -59,7 +63,7 @@ _ACTIONS = {
     REINSTALLING: Action.REINSTALL,
     RESETTING_PASSWORD: Action.SET_PASSWORD,
 }
-_WITH_SPEC = frozenset({Action.ENSURE_RUNNING, Action.REINSTALL})
+_WITH_SPEC = frozenset({Action.ENSURE_RUNNING, Action.REINSTALL, Action.PREPARE_MIGRATION})
 
 
 class HostCommandDispatcher:
@@ -101,13 +105,17 @@ class HostCommandDispatcher:
         if step_state is not None and step_state != instance.status:
             return None
         action = _ACTIONS.get(instance.status, Action.ENSURE_RUNNING)
+        host_id = instance.host_id
+        if action == Action.MIGRATE and instance.migration is not None:
+            if instance.migration.get("phase") == PREPARING:
+                action, host_id = Action.PREPARE_MIGRATION, instance.migration["to_host_id"]
         spec = await self._spec(instance) if action in _WITH_SPEC else None
         password = None
         if action == Action.SET_PASSWORD and instance.password is not None:
             password = GuestPassword(user=instance.password["user"], hash=instance.password["hash"])
         return HostCommand(
             step_id=instance.step_id,
-            host_id=instance.host_id,
+            host_id=host_id,
             instance_id=instance.id,
             action=action,
             spec=spec,
@@ -173,6 +181,26 @@ class HostCommandDispatcher:
             spec=await self._spec(instance),
         )
 
+    @staticmethod
+    def leftover_for(event: RecordedEvent) -> HostCommand | None:
+        """A failed migration's target removes what it prepared (the disk, a half-made domain).
+
+        Only when the guest is known to be on its source still (running or stopped there);
+        after a timeout or a failure that left it nowhere in sight, nothing is removed.
+        """
+        state = msgspec.json.decode(event.state)
+        if not isinstance(state, dict) or state.get("status") not in (RUNNING, STOPPED):
+            return None
+        target = state.get("to_host_id")
+        if not isinstance(target, str):
+            return None
+        return HostCommand(
+            step_id=f"unmigrated-{event.originator_id}-{event.originator_version}",
+            host_id=target,
+            instance_id=event.originator_id,
+            action=Action.ENSURE_ABSENT,
+        )
+
     async def _spec(self, instance: Instance) -> GuestSpec:
         image = await self.repository.get(instance.image_id, Image)
         return GuestSpec(
@@ -208,6 +236,10 @@ class HostCommandDispatcher:
                     confirm = await self.confirm_for(event)
                     if confirm is not None:
                         await self.publish(confirm)
+                if event.topic == _UNMIGRATED:
+                    leftover = self.leftover_for(event)
+                    if leftover is not None:
+                        await self.publish(leftover)
                 if event.topic in _STEPS:
                     command = await self.command_for(event)
                     if command is not None:

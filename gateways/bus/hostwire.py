@@ -36,6 +36,9 @@ class Action(StrEnum):
     REBOOT = "reboot"
     ENSURE_ABSENT = "ensure_absent"
     """Stop and undefine; the disk is the storage driver's business."""
+    PREPARE_MIGRATION = "prepare_migration"
+    """Sent to a migration's target: make the guest's root disk ready, from ``spec``'s image
+    at its size (the source then copies only what the guest changed on top of the image)."""
     MIGRATE = "migrate"
     """Sent to the source host: move the guest to ``migration.target_host_id``."""
     REINSTALL = "reinstall"

@@ -14,6 +14,7 @@ from domain.compute import instance as lifecycle
 from domain.ids import new_id
 from hostd.drivers.compute.port import PowerState
 from hostd.fleet import SimulatedFleet
+from hostd.storage.simulated import SimulatedStorage
 from tests.api.compute_world import CAPACITY, create
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import TwoHosts, audit, two_hosts, until
@@ -48,6 +49,12 @@ def other(place: TwoHosts, host_id: str) -> str:
 async def used(api: Api, host_id: str) -> dict[str, Any]:
     view = await (await api.admin.get(f"/v1/admin/hosts/{host_id}")).json()
     return {"instances": view["instances"], **view["used"]}
+
+
+def storage(place: TwoHosts, host_id: str) -> SimulatedStorage:
+    disks = place.fleet.daemons[host_id].host.storage
+    assert isinstance(disks, SimulatedStorage)
+    return disks
 
 
 async def events(api: Api, instance_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -87,8 +94,8 @@ async def test_a_live_migration_moves_the_running_guest_and_its_claim(
 
     seen = await events(api, instance_id)
     names = [name for name, _ in seen]
-    assert names[-2:] == ["MigrationStarted", "Migrated"]
-    started, migrated = seen[-2][1], seen[-1][1]
+    assert names[-3:] == ["MigrationStarted", "MigrationPrepared", "Migrated"]
+    started, migrated = seen[-3][1], seen[-1][1]
     assert (started["from_host_id"], started["to_host_id"], started["live"]) == (
         source,
         target,
@@ -99,7 +106,10 @@ async def test_a_live_migration_moves_the_running_guest_and_its_claim(
         target,
         True,
     )
-    assert "StepStarted" not in names[-2:]  # live: it never stopped
+    assert "StepStarted" not in names[-3:]  # live: it never stopped
+    # The target prepared the disk; the source's copy is gone.
+    assert storage(two_hosts, target).disks[instance_id].size_gb == view["disk_gb"]
+    assert instance_id not in storage(two_hosts, source).disks
     # The target confirms what it now runs, and with that where its console listens.
     async with asyncio.timeout(10):
         while (answer := await owner.get(f"/v1/instances/{instance_id}/console")).status != 200:
@@ -133,7 +143,13 @@ async def test_a_cold_migration_to_a_named_host_stops_moves_and_starts(
     assert two_hosts.fleet.computes[target].states[instance_id] == PowerState.RUNNING
     assert instance_id not in two_hosts.fleet.computes[source].states
     names = [name for name, _ in await events(api, instance_id)]
-    assert names[-4:] == ["MigrationStarted", "Migrated", "StepStarted", "Reached"]
+    assert names[-5:] == [
+        "MigrationStarted",
+        "MigrationPrepared",
+        "Migrated",
+        "StepStarted",
+        "Reached",
+    ]
     assert (await used(api, source))["instances"] == 0
 
 
@@ -182,16 +198,44 @@ async def test_a_failed_migration_releases_the_target_and_leaves_the_guest_home(
     assert (await used(api, source))["instances"] == 1
     name, state = (await events(api, instance_id))[-1]
     assert name == "MigrationFailed" and state["to_host_id"] == target
+    async with asyncio.timeout(10):  # the target removes the disk it prepared
+        while instance_id in storage(two_hosts, target).disks:
+            await asyncio.sleep(0.05)
 
     # Cold: the guest was stopped for the move; the failed move starts it again at home.
     before = len(await events(api, instance_id))
     await api.settled(await migrate(api, instance_id, live=False))
     async with asyncio.timeout(15):
-        while len(names := [n for n, _ in await events(api, instance_id)]) < before + 4:
+        while len(names := [n for n, _ in await events(api, instance_id)]) < before + 5:
             await asyncio.sleep(0.1)
-    assert names[before:] == ["MigrationStarted", "MigrationFailed", "StepStarted", "Reached"]
+    assert names[before:] == [
+        "MigrationStarted",
+        "MigrationPrepared",
+        "MigrationFailed",
+        "StepStarted",
+        "Reached",
+    ]
     assert computes[source].states[instance_id] == PowerState.RUNNING
     assert (await used(api, target))["instances"] == 0
+
+
+async def test_a_target_that_cannot_prepare_fails_the_migration_before_the_source_moves(
+    api: Api, two_hosts: TwoHosts
+) -> None:
+    owner = await api.tenant("unprepared-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    storage(two_hosts, target).images = set()  # the target's image pool lacks the image
+
+    await api.settled(await migrate(api, instance_id, live=False))
+    (failed,) = await until(api, owner, [instance_id], lambda v: v["status"] != "migrating", 15)
+    assert failed["status"] == "running" and failed["host_id"] == source
+    assert "could not prepare" in failed["error"] and "not on this host" in failed["error"]
+    assert two_hosts.fleet.computes[source].states[instance_id] == PowerState.RUNNING
+    assert (await used(api, target))["instances"] == 0
+    names = [name for name, _ in await events(api, instance_id)]
+    assert names[-2:] == ["MigrationStarted", "MigrationFailed"]  # the source never moved
 
 
 async def test_a_missed_deadline_fails_the_migration_and_releases_the_target(

@@ -87,6 +87,15 @@ async def test_reinstall_password_and_a_failed_migration_under_libvirt(
         [*_, stopped] = await wait_outcomes(nc, bus, 6)
         assert (stopped.ok, stopped.state) == (True, WireState.STOPPED)
         assert backing_of(disk) == str(image)
+
+        # As a migration's target: the disk only, an overlay on the same image, no domain.
+        arriving = instance_id()
+        await send(
+            nc, bus, command(HOST, arriving, Action.PREPARE_MIGRATION, guest(image, disk_gb=2))
+        )
+        [*_, prepared] = await wait_outcomes(nc, bus, 7)
+        assert (prepared.ok, prepared.state) == (True, WireState.ABSENT)
+        assert backing_of(disk.with_name(f"{arriving}.qcow2")) == str(image)
     finally:
         await daemon.close()
 

@@ -41,7 +41,8 @@ _MOVE = (
     | libvirt.VIR_MIGRATE_NON_SHARED_INC
 )
 """Peer to peer (this libvirtd dials the target's), defined there and gone here, with the
-disk's top layer copied (the base image is in every host's image pool)."""
+disk's top layer copied into the overlay the target prepared on the same base image (which
+every host's image pool holds): libvirt finds that disk there and does not make one."""
 
 
 def _quiet(_context: object, _error: object) -> None:

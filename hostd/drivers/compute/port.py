@@ -90,7 +90,8 @@ class ComputeDriver(Protocol):
     async def migrate(self, instance_id: str, target: MigrationTarget, *, live: bool) -> None:
         """Defined on ``target`` afterwards and absent here; a guest already there is fine.
 
-        Live: it must run, and keeps running (memory and its disk's top layer copied).
+        Live: it must run, and keeps running (memory and its disk's top layer copied into
+        the disk the target prepared; see ``Action.PREPARE_MIGRATION``).
         Cold: it must be stopped, and stays stopped. A migration that fails leaves the
         guest here as it was.
         """
