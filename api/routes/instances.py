@@ -12,10 +12,10 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from api.call import Call
+from api.call import Call, json_response
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
-from api.services import compute, console, guest, migration
+from api.services import compute, console, guest, migration, quotes, subscriptions
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain.compute.instance import Instance
@@ -41,6 +41,11 @@ class CreateInstances(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     project_id: Id | None = None
     server_group_id: Id | None = None
     """Place into this server group, under its policy."""
+
+
+class CreateQuery(msgspec.Struct, kw_only=True):
+    validate_only: bool = False
+    """Answer the price quote (on demand per hour, and each prepaid term); create nothing."""
 
 
 class CreatedInstances(msgspec.Struct, kw_only=True):
@@ -148,6 +153,7 @@ def _tenant(call: Call) -> str:
     summary="Create instances from an image and a flavor",
     action="compute:instance:create",
     body=CreateInstances,
+    query=CreateQuery,
     response=CreatedInstances,
     status=202,
     tags=("instances",),
@@ -159,6 +165,18 @@ async def create_instances(call: Call) -> web.Response:
         "compute:instance:create", tenant_id=tenant_id, project_id=body.project_id
     ):
         raise ValidationFailed("that project is outside what you may use", field="project_id")
+    if call.query.validate_only:
+        unit = UnitOfWork(call.platform.repository)
+        answer = await quotes.instances_quote(
+            unit,
+            tenant_id,
+            body.region_id,
+            body.flavor_id,
+            body.image_id,
+            body.disk_gb,
+            body.count,
+        )
+        return json_response(answer)
     platform = call.platform
     await platform.host_health.start()
     hosts = await platform.documents.ids_of_kind(platform.store.pool, "hst")
@@ -238,6 +256,7 @@ async def _act(call: Call, step: Step) -> web.Response:
         if isinstance(options, Reboot):
             await _reboot(unit, instance, options.hard)
         elif isinstance(options, Resize):
+            await subscriptions.not_prepaid(unit, instance.id)
             await compute.resize_instance(unit, instance, options.flavor_id)
         elif isinstance(options, Reinstall):
             await guest.reinstall_instance(unit, instance, options.image_id)

@@ -148,6 +148,17 @@ async def subscribe(
     )
 
 
+async def not_prepaid(unit: UnitOfWork, instance_id: str) -> None:
+    """A prepaid instance is resized through its subscription, which charges the upgrade."""
+    found = await unit.find(subscription_id(instance_id), Subscription)
+    if found is not None and found.covers:
+        raise InvalidState(
+            f"the instance is prepaid: resize it with POST /v1/billing/subscriptions/"
+            f"{found.id}/actions/resize",
+            subscription_id=found.id,
+        )
+
+
 async def subscription_of(unit: UnitOfWork, sub_id: str, tenant_id: str | None) -> Subscription:
     found = await unit.get(sub_id, Subscription, checked=True)
     if tenant_id is not None and found.tenant_id != tenant_id:

@@ -19,9 +19,9 @@ from typing import Any
 from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
-from domain.billing.dimensions import SUBSCRIPTION, instance_usage
+from domain.billing.dimensions import SUBSCRIPTION
 from domain.billing.money import minor_units
-from domain.billing.price_book import PLATFORM_BOOK_ID, Rate, book_id, rate_in
+from domain.billing.quotes import hourly_rate
 from domain.errors import InvalidState, ValidationFailed
 
 MONTHLY = "monthly"
@@ -57,14 +57,6 @@ def term_end(start: datetime, term: str) -> datetime:
     return add_months(start, TERMS[term])
 
 
-def _version(book: Mapping[str, Any], moment: datetime) -> dict[str, Any] | None:
-    current = None
-    for version in book["versions"]:
-        if datetime.fromisoformat(version["effective_from"]) <= moment:
-            current = version
-    return current
-
-
 def quote(
     books: Mapping[str, dict[str, Any]],
     tenant_id: str,
@@ -74,23 +66,10 @@ def quote(
     at: datetime,
 ) -> tuple[int, str, str]:
     """A term's price for a resource of ``size``: (amount in minor units, currency, version)."""
-    for key in (book_id(region_id), PLATFORM_BOOK_ID):
-        book = books.get(key)
-        version = _version(book, at) if book is not None else None
-        if book is None or version is None:
-            continue
-        usage = instance_usage("running", size["vcpus"], size["memory_mb"], size["disk_gb"])
-        hourly = Decimal(0)
-        label = ""
-        for dimension, quantity in usage.items():
-            rate: Rate | None = rate_in(book, version, dimension, tenant_id)
-            if rate is not None:
-                hourly += quantity * rate.effective_price
-                label = rate.version
-        discount = Decimal(version.get("term_discounts", {}).get(term, "0"))
-        total = hourly * HOURS_PER_MONTH * TERMS[term] * (100 - discount) / 100
-        return minor_units(total), book["currency"], label or f"{key}@v{version['number']}"
-    raise ValidationFailed("no price book prices this region", region_id=region_id)
+    hourly = hourly_rate(books, tenant_id, region_id, size, at)
+    discount = Decimal(hourly.term_discounts.get(term, "0"))
+    total = hourly.total * HOURS_PER_MONTH * TERMS[term] * (100 - discount) / 100
+    return minor_units(total), hourly.currency, hourly.price_version
 
 
 def prorated(difference_minor: int, start: datetime, end: datetime, now: datetime) -> int:

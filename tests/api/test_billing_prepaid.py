@@ -141,6 +141,11 @@ async def test_a_monthly_subscription_upgraded_on_day_ten(api: Api, world: World
     await api.settled(await owner.post(f"/v1/instances/{instance_id}/actions/stop"))
     await until(api, owner, [instance_id], lambda v: v["status"] == "stopped", 30)
     bigger = await create(api, "/v1/admin/flavors", flavor("four", 4, 1024))
+    around = await owner.post(
+        f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": bigger}
+    )
+    assert around.status == 409, "a prepaid instance is resized through its subscription"
+    assert sub_id in (await around.json())["detail"]
 
     async def upgrade(unit: UnitOfWork) -> Decided:
         sub = await subscriptions.subscription_of(unit, sub_id, tenant)
@@ -181,6 +186,26 @@ async def test_a_monthly_subscription_upgraded_on_day_ten(api: Api, world: World
         ("Purchase", 14_600, "03-01", "04-01"),
         ("Purchase", 10_361, "03-10", "04-01"),
     ]
+
+
+async def test_a_create_with_validate_only_answers_the_quote_and_creates_nothing(
+    api: Api, world: World
+) -> None:
+    owner, _ = await customer(api, world, 0)
+    body = {
+        "name": "quoted",
+        "region_id": world.region_id,
+        "flavor_id": world.flavor_id,
+        "image_id": world.image_id,
+        "count": 3,
+    }
+    quoted = await owner.post("/v1/instances?validate_only=true", json=body)
+    assert quoted.status == 200, await quoted.text()
+    answer = await quoted.json()
+    assert answer["on_demand_per_hour"] == {"vcpu": "60"}  # 3 x 2 vCPU x 10
+    assert answer["terms_minor"] == {"monthly": 3 * 14_600, "annual": 3 * 12 * 14_600}
+    listed = await (await owner.get("/v1/instances")).json()
+    assert len(listed["items"]) == 1, "only the customer's first instance"
 
 
 async def test_an_automatic_renewal_holds_then_spends_the_next_term(api: Api, world: World) -> None:
