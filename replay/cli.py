@@ -38,6 +38,7 @@ examples:
   scloud replay verify
   scloud replay export --tenant tnt-01j… --out ./audit-acme
   scloud replay --sqlite ./audit-acme/events.sqlite state i-01j… --at 2026-03-04T09:30Z
+  scloud replay explain-charge chg-3173qrg… --format json
 
 times are ISO 8601; without an offset they are UTC.
 """
