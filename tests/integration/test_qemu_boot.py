@@ -28,6 +28,7 @@ from hostd.main import run_hostd
 from tests.api.compute_world import compute_world, create
 from tests.api.conftest import Api
 from tests.api.conftest import api as api  # the platform fixture, for this test
+from tests.api.conftest import platform_overrides as platform_overrides  # which it needs
 from tests.api.test_compute_e2e import act, wait_status
 from tests.support.guest_image import MARKER, POWEROFF_MARKER, GuestImage, cache_dir, guest_image
 from tests.support.libvirtd import LibvirtdUnavailable, running_libvirtd

@@ -41,6 +41,8 @@ def test_direct_kernel_boot_with_serial_log_tap_and_gpu() -> None:
     }
     assert root.find("devices/serial/source").get("path") == "/var/log/i.log"  # type: ignore[union-attr]
     assert root.find("devices/graphics").get("listen") == "127.0.0.1"  # type: ignore[union-attr]
+    agent = root.find("devices/channel[@type='unix']/target")
+    assert agent is not None and agent.get("name") == "org.qemu.guest_agent.0"
 
 
 def test_disk_boot_without_kernel() -> None:

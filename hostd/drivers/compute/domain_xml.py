@@ -73,6 +73,10 @@ def domain_xml(spec: InstanceSpec, *, domain_type: str = "qemu", arch: str = "x8
         serial = _sub(devices, "serial", type="file")
         _sub(serial, "source", path=spec.serial_log)
         _sub(serial, "target", port="0")
+    # The guest agent's channel: where an image runs qemu-guest-agent, libvirt sets passwords
+    # (setUserPassword) through it; without an agent the call fails with its cause.
+    channel = _sub(devices, "channel", type="unix")
+    _sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
     if spec.vnc:
         _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen="127.0.0.1")
     return ET.tostring(domain, encoding="unicode")
