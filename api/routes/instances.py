@@ -343,6 +343,13 @@ _action(
 )
 
 
+class HashingUnavailable(DomainError):
+    """The API's machine cannot make crypt hashes (openssl is missing): try another replica."""
+
+    code = "password_hashing_unavailable"
+    status = 503
+
+
 async def _hashed(call: Call, options: ResetPassword) -> str:
     """The password's crypt hash; the request is fingerprinted on a keyed digest instead.
 
@@ -352,7 +359,7 @@ async def _hashed(call: Call, options: ResetPassword) -> str:
     try:
         hashed = await sha512_crypt(options.password)
     except HashingFailed as error:
-        raise DomainError(f"the password cannot be hashed here: {error}") from None
+        raise HashingUnavailable(f"the password cannot be hashed here: {error}") from None
     key = call.platform.tokens.purpose_key("password-fingerprint")
     digest = hmac.new(key, options.password.encode(), hashlib.sha256).hexdigest()
     call.body = msgspec.structs.replace(options, password=digest)
