@@ -22,7 +22,23 @@ from gateways.eventstore.records import ConcurrencyConflict, IdempotencyKeyReuse
 from gateways.eventstore.repository import Repository
 
 Decision = Callable[[UnitOfWork], Awaitable["Decided"]]
-MAX_ATTEMPTS = 12
+MAX_ATTEMPTS = 32
+"""Tries of one command before a version conflict is answered (409 ``concurrency_conflict``)."""
+BACKOFF_BASE = 0.002
+BACKOFF_CAP = 0.064
+"""Seconds: the pause after the n-th conflict is random in [0, min(cap, base * 2**(n-1))].
+Waiting before all the retries is at most about 1.7 s, and half that on average."""
+
+
+def backoff(conflicts: int) -> float:
+    """Capped exponential backoff with full jitter.
+
+    Full jitter spreads racers that lost to the same append apart, so that they do not
+    collide again in lockstep; growing bounds make a crowd thin out instead of
+    retrying at the rate it arrived.
+    """
+    bound = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** max(conflicts - 1, 0))
+    return random.uniform(0, bound)  # noqa: S311  (jitter, not security)
 
 
 class Decided(msgspec.Struct, kw_only=True):
@@ -159,12 +175,18 @@ class CommandExecutor:
                 appended = await self.repository.save(
                     context, *unit.changed(), operation, result=_encode(outcome)
                 )
-            except ConcurrencyConflict:
+            except ConcurrencyConflict as conflict:
                 if attempt == MAX_ATTEMPTS - 1:
-                    raise
+                    # Still a 409 with code ``concurrency_conflict`` at the API edge; nothing
+                    # was recorded under the command id, so the same request may be retried.
+                    raise ConcurrencyConflict(
+                        f"{conflict.detail} (other commands kept changing it: gave up after "
+                        f"{MAX_ATTEMPTS} attempts; retry the request)",
+                        **conflict.context,
+                    ) from conflict
                 # Someone (another process) changed what we read: decide again on fresh
-                # state, after a short random pause so that racers spread out.
-                await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))  # noqa: S311
+                # state, after a random pause that grows with each conflict.
+                await asyncio.sleep(backoff(attempt + 1))
                 continue
             if appended.replayed:
                 return _refused_again(self._stored(appended.result, appended.last_position))
