@@ -20,6 +20,7 @@ from api.call import Call, decode_page_token, encode_page_token, json_response
 from api.routing import Router
 from domain.billing.statement import Line
 from domain.errors import NotFound, ValidationFailed
+from gateways.billing.pdf import statement_pdf
 from projections.billing.queries import BillingQueries
 from projections.billing.reads import BillingReads
 
@@ -30,7 +31,7 @@ PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
 Position = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 ResourceId = Annotated[str, msgspec.Meta(max_length=100)]
-MEDIA = {"json": "application/json", "csv": "text/csv"}
+MEDIA = {"json": "application/json", "csv": "text/csv", "pdf": "application/pdf"}
 
 
 class PageQuery(msgspec.Struct, kw_only=True):
@@ -56,7 +57,8 @@ class DailyQuery(PageQuery, kw_only=True):
 
 
 class ExportQuery(msgspec.Struct, kw_only=True):
-    format: Literal["json", "csv"] = "json"
+    format: Literal["json", "csv", "pdf"] = "json"
+    """``pdf`` is rendered from the JSON (the document its hash speaks for)."""
     min_position: Position | None = None
 
 
@@ -277,7 +279,7 @@ async def list_statements(call: Call) -> web.Response:
 @router.route(
     "GET",
     "/v1/tenants/{id}/statements/{period}",
-    summary="One month's statement of the caller's tenant as JSON (totals, hash) or FOCUS CSV",
+    summary="One month's statement of the caller's tenant: JSON (totals, hash), FOCUS CSV or PDF",
     action="billing:statement:read",
     query=ExportQuery,
     response=StatementDocument,
@@ -292,8 +294,13 @@ async def export_statement(call: Call) -> web.Response:
     body = None
     if PERIOD.fullmatch(period):
         body = await BillingQueries(call.platform.settings.schema).export(
-            call.platform.store.pool, tenant.resource_id, period, query.format
+            call.platform.store.pool,
+            tenant.resource_id,
+            period,
+            "csv" if query.format == "csv" else "json",
         )
     if body is None:
         raise NotFound(f"{tenant.resource_id} has no statement for {period[:20]!r}")
+    if query.format == "pdf":
+        body = statement_pdf(body)
     return web.Response(body=body, content_type=MEDIA[query.format])

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from gateways.billing.pdf import statement_pdf
 from projections.billing.queries import BillingQueries
 from tests.api.billing_world import BillingWorld, billing_world
 from tests.api.conftest import Api, Caller
@@ -163,6 +164,11 @@ async def test_statements_list_and_export_the_read_models_exact_bytes(api: Api) 
         assert response.status == 200, await response.text()
         assert response.content_type == media
         assert await response.read() == await queries.export(pool, tenant, "2027-03", form)
+    as_pdf = await acme.get(f"/v1/tenants/{tenant}/statements/2027-03?format=pdf")
+    assert as_pdf.status == 200 and as_pdf.content_type == "application/pdf"
+    json_export = await queries.export(pool, tenant, "2027-03", "json")
+    assert json_export is not None
+    assert await as_pdf.read() == statement_pdf(json_export)  # rendered from the JSON
     document = await json_of(acme, f"/v1/tenants/{tenant}/statements/2027-03")
     assert document["totals"] == {"billed_minor": 250, "corrections_minor": 0, "lines": 26}
     csv_text = await (await acme.get(f"/v1/tenants/{tenant}/statements/2027-03?format=csv")).text()
