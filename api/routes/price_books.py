@@ -22,7 +22,7 @@ router = Router()
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]{0,11}-[0-9a-hjkmnp-tv-z]{26}$")]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
-Dimension = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}(:[a-z0-9_]{1,32})?$")]
+Dimension = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}(:[a-z0-9_-]{1,40})?$")]
 Price = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,12}(\.[0-9]{1,9})?$")]
 Prices = Annotated[dict[Dimension, Price], msgspec.Meta(max_length=64)]
 

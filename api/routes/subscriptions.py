@@ -69,8 +69,9 @@ class SubscriptionView(msgspec.Struct, kw_only=True):
     region_id: str
     term: str
     auto_renew: bool
-    size: dict[str, int]
-    renewal_size: dict[str, int]
+    size: dict[str, int | str | None]
+    """vcpus, memory_mb, disk_gb and the flavor_id the current term was paid for."""
+    renewal_size: dict[str, int | str | None]
     starts_at: str
     ends_at: str
     amount_minor: int
@@ -125,7 +126,12 @@ async def subscribe(call: Call) -> web.Response:
             await subscriptions.price_books(unit, instance.region_id),
             tenant_id,
             instance.region_id,
-            {"vcpus": instance.vcpus, "memory_mb": instance.memory_mb, "disk_gb": instance.disk_gb},
+            {
+                "vcpus": instance.vcpus,
+                "memory_mb": instance.memory_mb,
+                "disk_gb": instance.disk_gb,
+                "flavor_id": instance.flavor_id,
+            },
             body.term,
             now,
         )

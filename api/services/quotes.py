@@ -32,7 +32,12 @@ async def instances_quote(
         raise ValidationFailed(f"{flavor_id} is not an orderable flavor", field="flavor_id")
     image = await unit.get(image_id, Image)
     disk = disk_gb or max(flavor.min_disk_gb, image.min_disk_gb)
-    size = {"vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb, "disk_gb": disk}
+    size = {
+        "vcpus": flavor.vcpus,
+        "memory_mb": flavor.memory_mb,
+        "disk_gb": disk,
+        "flavor_id": flavor_id,
+    }
     books = await price_books(unit, region_id)
     now = clock.now()
     hourly = hourly_rate(books, tenant_id, region_id, size, now)

@@ -54,7 +54,7 @@ class Settlement:
         """Per tenant, what is still to be rated up to ``cutoff``."""
         rows = await self._pool.fetch(
             f"SELECT resource_id, dimension, started_at, ended_at, quantity, tenant_id, "  # noqa: S608
-            f"region_id, project_id, rated_until FROM {self.schema}.billing_usage "
+            f"region_id, project_id, rated_until, flavor_id FROM {self.schema}.billing_usage "
             "WHERE (ended_at IS NULL OR rated_until IS NULL OR rated_until < ended_at) "
             "AND started_at < $1 AND coalesce(rated_until, started_at) < $1",
             cutoff,
@@ -72,6 +72,7 @@ class Settlement:
                     start=row["started_at"],
                     end=row["ended_at"],
                     rated_until=row["rated_until"],
+                    flavor_id=row["flavor_id"],
                 ),
                 cutoff,
             )

@@ -50,8 +50,14 @@ async def price_books(unit: UnitOfWork, region_id: str) -> dict[str, dict[str, A
     return books
 
 
-def _size(instance: Instance) -> dict[str, int]:
-    return {"vcpus": instance.vcpus, "memory_mb": instance.memory_mb, "disk_gb": instance.disk_gb}
+def _size(instance: Instance) -> dict[str, Any]:
+    """What a term is priced on: the size, and the flavor (a book may price it instead)."""
+    return {
+        "vcpus": instance.vcpus,
+        "memory_mb": instance.memory_mb,
+        "disk_gb": instance.disk_gb,
+        "flavor_id": instance.flavor_id,
+    }
 
 
 def _about(subscription: Subscription, kind: str) -> dict[str, Any]:

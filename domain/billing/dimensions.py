@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from domain.errors import ValidationFailed
+from domain.ids import is_id
 
 VCPU = "vcpu"
 MEMORY_GB = "memory_gb"
@@ -21,6 +22,9 @@ BANDWIDTH_MBPS = "bandwidth_mbps"
 LOAD_BALANCER = "load_balancer"
 NAT_GATEWAY = "nat_gateway"
 VPN = "vpn"
+FLAVOR = "flavor"
+"""``flavor:<flavor id>``: one running instance of that flavor, priced instead of its vCPUs
+and memory where a book prices the flavor (an admin's choice per flavor)."""
 
 SIMPLE = frozenset(
     {VCPU, MEMORY_GB, GPU, EXTERNAL_IP, BANDWIDTH_MBPS, LOAD_BALANCER, NAT_GATEWAY, VPN}
@@ -64,6 +68,10 @@ _RUNS = frozenset({"running", "rebooting", "stopping", "migrating", "resetting_p
 _KEEPS_DISK = frozenset({"stopped", "starting", "recycled", "reinstalling"})
 
 
+FLAVOR_PRICED = frozenset({VCPU, MEMORY_GB})
+"""What a flavor's own price replaces."""
+
+
 def family(dimension: str) -> str:
     return dimension.split(":", 1)[0]
 
@@ -74,21 +82,30 @@ def check_dimension(dimension: str) -> str:
         return dimension
     if name in PER_CLASS and qualifier.isidentifier():
         return dimension
+    if name == FLAVOR and is_id(qualifier, "flv"):
+        return dimension
     raise ValidationFailed(
         f"{dimension!r} is not a priced dimension; use one of "
-        f"{', '.join(sorted(SIMPLE | {d + ':<class>' for d in PER_CLASS}))}",
+        f"{', '.join(sorted(SIMPLE | {d + ':<class>' for d in PER_CLASS}))}, flavor:<flv-id>",
         field="prices",
     )
 
 
 def instance_usage(
-    status: str, vcpus: int, memory_mb: int, disk_gb: int, gpus: int = 0
+    status: str,
+    vcpus: int,
+    memory_mb: int,
+    disk_gb: int,
+    gpus: int = 0,
+    flavor_id: str | None = None,
 ) -> dict[str, Decimal]:
     """The quantities an instance in ``status`` is billed for, per dimension."""
     usage: dict[str, Decimal] = {}
     if status in _RUNS:
         usage[VCPU] = Decimal(vcpus)
         usage[MEMORY_GB] = Decimal(memory_mb) / 1024
+        if flavor_id is not None:
+            usage[f"{FLAVOR}:{flavor_id}"] = Decimal(1)
         if gpus:
             usage[GPU] = Decimal(gpus)
     if status in _RUNS or status in _KEEPS_DISK:

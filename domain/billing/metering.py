@@ -12,7 +12,10 @@ from decimal import Decimal
 
 import msgspec
 
+from domain.billing.dimensions import FLAVOR
 from domain.billing.rating import Usage
+
+_FLAVOR = f"{FLAVOR}:"
 
 
 class Segment(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,12 +31,23 @@ class Segment(msgspec.Struct, frozen=True, kw_only=True):
     end: datetime | None
     """None while it is still running."""
     rated_until: datetime | None = None
+    flavor_id: str | None = None
 
 
 def changes(
     before: dict[str, Decimal], after: dict[str, Decimal]
 ) -> tuple[list[str], dict[str, Decimal]]:
-    """The dimensions whose interval ends, and those that start (with their quantities)."""
+    """The dimensions whose interval ends, and those that start (with their quantities).
+
+    A running instance that changes flavor ends and starts every interval, so that each
+    one lies within one flavor (which a book may price instead of vCPUs and memory).
+    """
+    flavors = (
+        {d for d in before if d.startswith(_FLAVOR)},
+        {d for d in after if d.startswith(_FLAVOR)},
+    )
+    if all(flavors) and flavors[0] != flavors[1]:
+        return list(before), dict(after)
     closed = [d for d in before if before[d] != after.get(d)]
     opened = {d: q for d, q in after.items() if before.get(d) != q}
     return closed, opened
@@ -54,4 +68,5 @@ def to_rate(segment: Segment, cutoff: datetime) -> Usage | None:
         quantity=segment.quantity,
         start=start,
         end=end,
+        flavor_id=segment.flavor_id,
     )

@@ -16,7 +16,7 @@ from eventsourcing.domain import event
 
 from domain import clock
 from domain.aggregate import Aggregate
-from domain.billing.dimensions import check_dimension
+from domain.billing.dimensions import FLAVOR, FLAVOR_PRICED, check_dimension
 from domain.billing.money import check_currency, price
 from domain.errors import InvalidState, ValidationFailed
 from domain.ids import derived_id
@@ -192,3 +192,18 @@ def rate_in(
         Decimal(override.get("discount_percent", "0")),
         version_label(book_view["id"], version["number"]),
     )
+
+
+def rate_for(
+    book_view: dict[str, Any],
+    version: dict[str, Any],
+    dimension: str,
+    tenant_id: str,
+    flavor_id: str | None,
+) -> Rate | None:
+    """Like ``rate_in``, but a flavor priced in this version makes its instances' vCPUs and
+    memory free (its own ``flavor:<id>`` line carries them)."""
+    if dimension in FLAVOR_PRICED and flavor_id is not None:
+        if rate_in(book_view, version, f"{FLAVOR}:{flavor_id}", tenant_id) is not None:
+            return None
+    return rate_in(book_view, version, dimension, tenant_id)

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from domain.billing.dimensions import instance_usage
-from domain.billing.price_book import PLATFORM_BOOK_ID, book_id, rate_in, version_label
+from domain.billing.price_book import PLATFORM_BOOK_ID, book_id, rate_for, version_label
 from domain.errors import ValidationFailed
 
 
@@ -35,7 +35,7 @@ def hourly_rate(
     books: Mapping[str, dict[str, Any]],
     tenant_id: str,
     region_id: str,
-    size: Mapping[str, int],
+    size: Mapping[str, Any],
     at: datetime,
 ) -> HourlyRate:
     """A running instance of ``size`` in ``region_id``, priced as of ``at`` for the tenant."""
@@ -44,11 +44,14 @@ def hourly_rate(
         version = _version(book, at) if book is not None else None
         if book is None or version is None:
             continue
-        usage = instance_usage("running", size["vcpus"], size["memory_mb"], size["disk_gb"])
+        flavor_id = size.get("flavor_id")
+        usage = instance_usage(
+            "running", size["vcpus"], size["memory_mb"], size["disk_gb"], 0, flavor_id
+        )
         per_dimension: dict[str, str] = {}
         total = Decimal(0)
         for dimension, quantity in sorted(usage.items()):
-            rate = rate_in(book, version, dimension, tenant_id)
+            rate = rate_for(book, version, dimension, tenant_id, flavor_id)
             if rate is not None:
                 cost = quantity * rate.effective_price
                 per_dimension[dimension] = str(cost)

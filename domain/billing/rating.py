@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from domain.billing.money import minor_units
-from domain.billing.price_book import PLATFORM_BOOK_ID, Rate, book_id, rate_in
+from domain.billing.price_book import PLATFORM_BOOK_ID, Rate, book_id, rate_for
 
 HOUR = timedelta(hours=1)
 _SECONDS_PER_HOUR = Decimal(3600)
@@ -45,6 +45,8 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     quantity: Decimal
     start: datetime
     end: datetime
+    flavor_id: str | None = None
+    """The instance's flavor over the interval (a book may price it instead)."""
 
 
 class Charge(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,7 +145,8 @@ def pieces(
             yield start, end, None, ""
             continue
         book, version = found
-        yield start, end, rate_in(book, version, usage.dimension, usage.tenant_id), book["currency"]
+        found_rate = rate_for(book, version, usage.dimension, usage.tenant_id, usage.flavor_id)
+        yield start, end, found_rate, book["currency"]
 
 
 def amount(quantity: Decimal, seconds: Decimal, rate: Rate) -> int:
@@ -168,7 +171,7 @@ def rate(usage: Usage, books: Mapping[str, dict[str, Any]]) -> list[Charge]:
             known = rates.get(id(version))
             if known is None:
                 known = rates[id(version)] = (
-                    rate_in(book, version, dimension, tenant_id),
+                    rate_for(book, version, dimension, tenant_id, usage.flavor_id),
                     book["currency"],
                 )
             priced, currency = known

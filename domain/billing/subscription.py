@@ -61,7 +61,7 @@ def quote(
     books: Mapping[str, dict[str, Any]],
     tenant_id: str,
     region_id: str,
-    size: Mapping[str, int],
+    size: Mapping[str, Any],
     term: str,
     at: datetime,
 ) -> tuple[int, str, str]:
@@ -120,7 +120,7 @@ class Subscription(Aggregate):
         project_id: str | None,
         term: str,
         auto_renew: bool,
-        size: dict[str, int],
+        size: dict[str, Any],
         starts_at: datetime,
         amount_minor: int,
         recovery: dict[str, int],
@@ -217,7 +217,7 @@ class Subscription(Aggregate):
 
     # -- size --------------------------------------------------------------------------
 
-    def resize(self, size: dict[str, int], upgrade_minor: int) -> None:
+    def resize(self, size: dict[str, Any], upgrade_minor: int) -> None:
         """Bigger: ``upgrade_minor`` (prorated) is paid now. Smaller: from the renewal."""
         if self.status != ACTIVE:
             raise InvalidState(f"the subscription is {self.status}", subscription_id=self.id)
@@ -227,12 +227,12 @@ class Subscription(Aggregate):
             self._downgrade_scheduled(size)
 
     @event("Upgraded")
-    def _upgraded(self, size: dict[str, int], amount_minor: int) -> None:
+    def _upgraded(self, size: dict[str, Any], amount_minor: int) -> None:
         self.size = size
         self.renewal_size = size
 
     @event("DowngradeScheduled")
-    def _downgrade_scheduled(self, size: dict[str, int]) -> None:
+    def _downgrade_scheduled(self, size: dict[str, Any]) -> None:
         self.renewal_size = size
 
     # -- recovery ----------------------------------------------------------------------

@@ -62,6 +62,7 @@ def billed(instance: Any, covered: bool = False) -> dict[str, Decimal]:
         instance.memory_mb,
         instance.disk_gb,
         len(getattr(instance, "gpus", None) or ()),
+        getattr(instance, "flavor_id", None),
     )
 
 
@@ -94,6 +95,7 @@ class MeteredUsage:
                 region_id text NOT NULL,
                 project_id text,
                 rated_until timestamptz,
+                flavor_id text,
                 position bigint NOT NULL,
                 PRIMARY KEY (resource_id, dimension, started_at)
             );
@@ -240,6 +242,7 @@ class _Intervals:
                 instance.tenant_id,
                 instance.region_id,
                 instance.project_id,
+                getattr(instance, "flavor_id", None),
                 position,
             ]
             self.open[(instance.id, dimension)] = at
@@ -261,11 +264,12 @@ class _Intervals:
             columns = [list(c) for c in zip(*self.new.values(), strict=True)]
             await conn.execute(
                 f"INSERT INTO {table} (resource_id, dimension, started_at, ended_at, quantity, "
-                "tenant_id, region_id, project_id, position) "
+                "tenant_id, region_id, project_id, flavor_id, position) "
                 "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], "
-                "$4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[]) "
+                "$4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], "
+                "$10::bigint[]) "
                 "ON CONFLICT (resource_id, dimension, started_at) DO UPDATE SET "
                 "ended_at = excluded.ended_at, quantity = excluded.quantity, "
-                "position = excluded.position, rated_until = NULL",
+                "position = excluded.position, flavor_id = excluded.flavor_id, rated_until = NULL",
                 *columns,
             )

@@ -153,3 +153,20 @@ async def test_a_tenant_in_arrears_is_frozen_and_a_recharge_unfreezes_it(api: Ap
     assert (account["balance_minor"], account["standing"]) == (0, "low")
     total, _ = await postings_sum(world)
     assert total == 0
+
+
+async def test_a_flavor_priced_instead_of_its_vcpus_and_memory(api: Api) -> None:
+    flavor = "flv-" + "0" * 26  # the flavor billing_world's instances have
+    world = await billing_world(api, T0, {**PRICES, f"flavor:{flavor}": "30"})
+    owner = await api.tenant()
+    tenant = owner.tenant_id
+    assert tenant is not None
+    instance = await world.launch(tenant, T0)
+    await world.step(tenant, instance, T0 + timedelta(minutes=90), "stop")
+    await world.settle(T0 + timedelta(hours=2, minutes=5))
+    assert lines(await world.charges(tenant)) == [
+        ("disk_gb:standard", "09:00", "10:00", 10),
+        ("disk_gb:standard", "10:00", "11:00", 10),
+        (f"flavor:{flavor}", "09:00", "10:00", 30),  # one instance-hour of the flavor
+        (f"flavor:{flavor}", "10:00", "10:30", 15),
+    ]
