@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 
 from gateways.eventstore.schema import checked_schema
 from gateways.webhooks.records import (
@@ -30,6 +31,22 @@ from gateways.webhooks.records import (
 )
 from gateways.webhooks.sender import Attempt
 from projections.webhooks.registry import WebhookRegistry
+
+
+class Redelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """How far a manual redelivery has got: its delivery, once it was first attempted."""
+
+    delivery_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    """When a ``retrying`` one is due again."""
+
+
+class PendingRedelivery(msgspec.Struct, frozen=True, kw_only=True):
+    request: RedeliveryRequest
+    delivery: Redelivery | None
+    """None until its first attempt; then ``retrying``."""
 
 
 class DeliveryLog:
@@ -68,8 +85,17 @@ class DeliveryLog:
                 last_status_code integer,
                 last_error text,
                 redelivery_of text,
-                request_position bigint UNIQUE
+                request_position bigint UNIQUE,
+                next_attempt_at timestamptz
             );
+            DO $$ BEGIN
+                -- Logs made before redeliveries were retried: a lock only when it is missing.
+                IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                        WHERE attrelid = '{self.deliveries}'::regclass
+                        AND attname = 'next_attempt_at' AND NOT attisdropped) THEN
+                    ALTER TABLE {self.deliveries} ADD COLUMN next_attempt_at timestamptz;
+                END IF;
+            END $$;
             CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook
                 ON {self.deliveries} (webhook_id, delivery_id);
             CREATE TABLE IF NOT EXISTS {self.attempts} (
@@ -237,17 +263,20 @@ class DeliveryLog:
         status: str,
         attempt: Attempt,
         request_position: int | None = None,
+        next_attempt_at: datetime | None = None,
     ) -> None:
         await conn.execute(
             f"""WITH d AS (
                 INSERT INTO {self.deliveries} AS d (delivery_id, webhook_id, tenant_id,
                     event_id, position, event_type, resource_id, status, attempts,
-                    last_status_code, last_error, redelivery_of, request_position)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12)
+                    last_status_code, last_error, redelivery_of, request_position,
+                    next_attempt_at)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $14)
                 ON CONFLICT (delivery_id) DO UPDATE SET attempts = d.attempts + 1,
                     status = excluded.status, last_attempt_at = now(),
                     last_status_code = excluded.last_status_code,
-                    last_error = excluded.last_error
+                    last_error = excluded.last_error,
+                    next_attempt_at = excluded.next_attempt_at
                 RETURNING delivery_id, attempts)
             INSERT INTO {self.attempts} (delivery_id, attempt, status_code, latency_ms, error)
             SELECT delivery_id, attempts, $9, $13, $10 FROM d""",
@@ -264,6 +293,7 @@ class DeliveryLog:
             delivery.redelivery_of,
             request_position,
             attempt.latency_ms,
+            next_attempt_at,
         )
 
     async def give_up(self, pool: asyncpg.Pool, delivery_id: str) -> None:
@@ -290,23 +320,72 @@ class DeliveryLog:
         )
         return bool(status == "UPDATE 1")
 
-    async def pending_redeliveries(self, pool: asyncpg.Pool) -> list[RedeliveryRequest]:
+    async def pending_redeliveries(self, pool: asyncpg.Pool) -> list[PendingRedelivery]:
+        """Requests not yet attempted, and redeliveries waiting to be tried again."""
         rows = await pool.fetch(
-            f"SELECT q.position, q.webhook_id, q.delivery_id, q.event_position "
+            f"SELECT q.position, q.webhook_id, q.delivery_id, q.event_position, "
+            f"d.delivery_id, d.status, d.attempts, d.next_attempt_at "
             f"FROM {self.registry.requests} q JOIN {self.registry.table} r USING (webhook_id) "
             f"LEFT JOIN {self.deliveries} d ON d.request_position = q.position "
-            "WHERE d.delivery_id IS NULL AND r.status <> 'deleted' ORDER BY q.position LIMIT 100"
+            "WHERE (d.delivery_id IS NULL OR d.status = $1) AND r.status <> 'deleted' "
+            # Those not yet due last: a crowd of them must not hide new requests.
+            "ORDER BY d.next_attempt_at NULLS FIRST, q.position LIMIT 100",
+            RETRYING,
         )
-        return [RedeliveryRequest(**dict(row.items())) for row in rows]
+        return [
+            PendingRedelivery(
+                request=RedeliveryRequest(
+                    position=row[0], webhook_id=row[1], delivery_id=row[2], event_position=row[3]
+                ),
+                delivery=None if row[4] is None else _redelivery(row, 4),
+            )
+            for row in rows
+        ]
+
+    async def redelivery(self, pool: asyncpg.Pool, request_position: int) -> Redelivery | None:
+        """The delivery made for a redelivery request, as committed now (None: not yet)."""
+        row = await pool.fetchrow(
+            f"SELECT delivery_id, status, attempts, next_attempt_at FROM {self.deliveries} "
+            "WHERE request_position = $1",
+            request_position,
+        )
+        return None if row is None else _redelivery(row)
 
     async def record_redelivery(
-        self, pool: asyncpg.Pool, request: RedeliveryRequest, delivery: Delivery, attempt: Attempt
-    ) -> None:
-        """A manual redelivery's one attempt; a second one for the same request is dropped."""
+        self,
+        pool: asyncpg.Pool,
+        request: RedeliveryRequest,
+        delivery: Delivery,
+        attempt: Attempt,
+        *,
+        expected: Redelivery | None,
+        final: bool,
+        next_attempt_at: datetime | None = None,
+    ) -> bool:
+        """Log one attempt of a manual redelivery; False (and nothing logged) when it is not
+        the attempt that was due: the request's delivery is no longer as ``expected``.
+
+        A failed attempt leaves it ``retrying`` until ``next_attempt_at``, unless ``final``.
+        """
         async with pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(
-                f"SELECT 1 FROM {self.deliveries} WHERE request_position = $1", request.position
-            ):
-                return
-            status = SUCCEEDED if attempt.ok else FAILED
-            await self._log(conn, delivery, status, attempt, request.position)
+            row = await conn.fetchrow(
+                f"SELECT delivery_id, status, attempts, next_attempt_at FROM {self.deliveries} "
+                "WHERE request_position = $1 FOR UPDATE",
+                request.position,
+            )
+            now = None if row is None else _redelivery(row)
+            if now != expected or (now is not None and now.delivery_id != delivery.delivery_id):
+                return False
+            status = SUCCEEDED if attempt.ok else FAILED if final else RETRYING
+            due = None if status != RETRYING else next_attempt_at
+            await self._log(conn, delivery, status, attempt, request.position, due)
+            return True
+
+
+def _redelivery(row: asyncpg.Record, offset: int = 0) -> Redelivery:
+    return Redelivery(
+        delivery_id=row[offset],
+        status=row[offset + 1],
+        attempts=int(row[offset + 2]),
+        next_attempt_at=row[offset + 3],
+    )

@@ -34,7 +34,7 @@ from gateways.waiting import wait_any
 from gateways.webhooks import policy as policies
 from gateways.webhooks.deliveries import DeliveryLog
 from gateways.webhooks.policy import DEFAULT_POLICY, DeliveryPolicy
-from gateways.webhooks.records import Cursor, Delivery, RedeliveryRequest, Target
+from gateways.webhooks.records import RETRYING, Cursor, Delivery, RedeliveryRequest, Target
 from gateways.webhooks.secrets import WebhookSecrets, webhook_secrets
 from gateways.webhooks.sender import Attempt, WebhookSender
 from gateways.webhooks.signing import Header, signature
@@ -146,12 +146,17 @@ class WebhookDispatcher:
                 timeout = min(timeout, wait)
             elif len(self._tasks) < self.policy.concurrency:
                 self._start(webhook_id, self._drain(target, cursor, self._dirty[webhook_id]))
-        for request in await self.log.pending_redeliveries(pool):
+        for pending in await self.log.pending_redeliveries(pool):
+            request = pending.request
             key = f"redelivery:{request.position}"
             target_of_request = targets.get(request.webhook_id)
             if key in self._tasks or target_of_request is None:
                 continue
-            if len(self._tasks) < self.policy.concurrency:
+            due = pending.delivery.next_attempt_at if pending.delivery else None
+            wait = 0.0 if due is None else (due - now).total_seconds()
+            if wait > 0:
+                timeout = min(timeout, wait)
+            elif len(self._tasks) < self.policy.concurrency:
                 self._start(key, self._redeliver(target_of_request, request))
         return max(timeout, 0.0)
 
@@ -245,6 +250,20 @@ class WebhookDispatcher:
         return await self.sender.send(target.url, body, headers, allow_private=target.allow_private)
 
     async def _redeliver(self, target: Target, request: RedeliveryRequest) -> None:
+        """One attempt of a manual redelivery: the first, or a retry once the backoff is over.
+
+        The tick's list of pending requests may predate an attempt that finished while the
+        tick ran (its task gone, its outcome committed after the list was read): sending on
+        the list's word would deliver the event twice. So the request's state is read
+        afresh here, after any earlier attempt of it committed.
+        """
+        pool = self.store.pool
+        earlier = await self.log.redelivery(pool, request.position)
+        if earlier is not None and (
+            earlier.status != RETRYING
+            or (earlier.next_attempt_at is not None and earlier.next_attempt_at > _now())
+        ):
+            return  # done (succeeded or given up), or its next attempt is not due yet
         found = await self.store.read_all(
             after=request.event_position - 1,
             until=request.event_position,
@@ -256,9 +275,21 @@ class WebhookDispatcher:
                 "webhooks: redelivery %s: no event at %s", request.position, request.event_position
             )
             return
-        delivery = _delivery(target, found[0], new_id("dlv"), redelivery_of=request.delivery_id)
+        delivery_id = earlier.delivery_id if earlier is not None else new_id("dlv")
+        delivery = _delivery(target, found[0], delivery_id, redelivery_of=request.delivery_id)
         attempt = await self._attempt(target, delivery, found[0])
-        await self.log.record_redelivery(self.store.pool, request, delivery, attempt)
+        failures = (earlier.attempts if earlier is not None else 0) + 1
+        # A failed attempt is retried like any delivery's (one timeout must not lose it), up
+        # to the number of failures that would dead-letter the webhook.
+        await self.log.record_redelivery(
+            pool,
+            request,
+            delivery,
+            attempt,
+            expected=earlier,
+            final=failures >= self.policy.max_failures,
+            next_attempt_at=_now() + timedelta(seconds=self.policy.backoff(failures)),
+        )
 
     async def _dead_letter(self, target: Target, cursor: Cursor) -> None:
         """Stop delivering after too many failures in a row, as an event the tenant sees."""
@@ -297,6 +328,10 @@ def webhook_dispatcher(
     return WebhookDispatcher(
         store, repository, webhook_secrets(settings), policies.configured(settings)
     )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _delivery(

@@ -19,6 +19,7 @@ from gateways.webhooks import policy as policies
 from gateways.webhooks.policy import DeliveryPolicy
 from tests.api.conftest import Api, Caller
 from tests.api.conftest import api as api  # the platform fixture, for tests in this folder
+from tests.api.conftest import platform_overrides as platform_overrides
 from tests.integration.conftest import schema as schema
 from tests.integration.conftest import store as store
 from tests.webhooks.receiver import Receiver

@@ -166,6 +166,10 @@ async def _is(value: Any, wanted: str) -> bool:
     return bool(await value == wanted)
 
 
+async def _logged(items: Any, count: int) -> bool:
+    return len(await items) >= count
+
+
 async def test_redelivery_replay_pause_and_filters(api: Api, receivers: Any) -> None:
     receiver: Receiver = await receivers()
     owner = await api.tenant()
@@ -185,7 +189,14 @@ async def test_redelivery_replay_pause_and_filters(api: Api, receivers: Any) -> 
     again = receiver.acknowledged[3]
     assert again.headers["Scloud-Event-Id"] == oldest["event_id"]
     assert again.headers["Scloud-Delivery-Id"] != oldest["id"]
-    log = (await (await owner.get(f"/v1/webhooks/{webhook_id}/deliveries")).json())["items"]
+
+    async def deliveries() -> list[Any]:
+        page = await (await owner.get(f"/v1/webhooks/{webhook_id}/deliveries")).json()
+        return list(page["items"])
+
+    # The receiver holds the request before the dispatcher has the answer it logs.
+    await eventually(lambda: _logged(deliveries(), 4))
+    log = await deliveries()
     assert log[0]["redelivery_of"] == oldest["id"] and len(log) == 4, log
 
     await api.settled(
