@@ -12,6 +12,7 @@ from domain.errors import DomainError, NotFound
 from domain.inventory.host import Host
 from domain.metadata import Actor, ActorKind, CommandContext
 from gateways.bus.hostwire import Action, HostOutcome
+from gateways.eventstore.records import ConcurrencyConflict
 
 log = logging.getLogger(__name__)
 _REACHED = {
@@ -66,6 +67,8 @@ async def apply_outcome(executor: CommandExecutor, outcome: HostOutcome) -> None
     )
     try:
         await executor.run(context, "compute:instance:outcome", decide)
+    except ConcurrencyConflict:
+        raise  # not decided at all: the ingester leaves it unacknowledged, to come again
     except DomainError as error:  # recorded as a failed operation; nothing to retry
         log.warning("outcome %s refused: %s", outcome.step_id, error)
 

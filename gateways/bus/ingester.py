@@ -20,6 +20,9 @@ from gateways.bus.hostwire import HostOutcome
 
 log = logging.getLogger(__name__)
 DURABLE = "scloud-outcome-ingester"
+REDELIVER_AFTER = 1.0
+"""Seconds before an outcome whose handling failed (the database away, a conflict that
+outlasted every retry) is delivered again."""
 
 
 class OutcomeIngester:
@@ -69,5 +72,11 @@ class OutcomeIngester:
                 except Exception:  # not an outcome: nothing can ever make it one
                     await message.term()
                     continue
-                await self.handle(outcome)
+                try:
+                    await self.handle(outcome)
+                except Exception as error:
+                    # Not handled, so not acknowledged: sent again shortly, never dropped.
+                    log.warning("outcome %s not handled yet: %s", outcome.step_id, error)
+                    await message.nak(delay=REDELIVER_AFTER)
+                    continue
                 await message.ack()
