@@ -57,7 +57,8 @@ async def migrate_instance(
 
 
 async def migration_reported(unit: UnitOfWork, instance: Instance, outcome: HostOutcome) -> None:
-    """The source host's outcome: moved (release the source) or not (release the target)."""
+    """A migration step's outcome: the target prepared (the source moves next), the source
+    moved it (release the source's claim), or either failed (release the target's)."""
     move = instance.migration
     if move is None:
         return

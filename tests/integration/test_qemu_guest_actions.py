@@ -8,6 +8,7 @@ Needs root, like tests/integration/test_qemu_boot.py (whose fixtures it shares).
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.api.compute_world import compute_world, create
 from tests.api.conftest import Api, platform_overrides
 from tests.api.conftest import api as api  # the platform fixture, for this test
 from tests.api.test_compute_e2e import wait_status
+from tests.hostd.test_guest_commands import backing_of
 from tests.integration.test_qemu_boot import (
     BOOT_BUDGET,
     domain_state,
@@ -113,11 +115,32 @@ async def test_console_reinstall_and_password_reset_of_a_real_guest(
             assert endpoint["port"] >= 5900 and endpoint["listen"] == "127.0.0.1"
             assert (await rfb_banner(endpoint["listen"], endpoint["port"])).startswith(b"RFB 003.")
 
+            # Reinstalled from another image (a copy of the guest's disk, same kernel): the
+            # root disk is made afresh on that image's file.
             disk = host_dir / "disks" / f"{instance_id}.qcow2"
-            before = disk.stat().st_ino
+            assert backing_of(disk) == str(guest.disk)
+            copy = host_dir / "images" / "busybox-copy.qcow2"
+            copy.parent.mkdir()
+            shutil.copyfile(guest.disk, copy)
+            copy.parent.chmod(0o755)
+            copy.chmod(0o644)
+            other = await create(
+                api,
+                "/v1/admin/images",
+                {
+                    "name": "busybox-copy",
+                    "pool_id": pool_id,
+                    "location": str(copy),
+                    "kernel": str(guest.kernel),
+                    "initrd": str(guest.initrd),
+                    "cmdline": guest.cmdline,
+                },
+            )
             reinstalling = time.monotonic()
             await api.settled(
-                await owner.post(f"/v1/instances/{instance_id}/actions/reinstall", json={})
+                await owner.post(
+                    f"/v1/instances/{instance_id}/actions/reinstall", json={"image_id": other}
+                )
             )
             async with asyncio.timeout(60):
                 while not any(
@@ -126,7 +149,7 @@ async def test_console_reinstall_and_password_reset_of_a_real_guest(
                 ):
                     await asyncio.sleep(0.1)
             await wait_status(api, owner, instance_id, "running")
-            assert disk.stat().st_ino != before  # a new disk, made from the image
+            assert backing_of(disk) == str(copy)  # a new disk, made from the other image
             await wait_for_line(serial, f"{MARKER} {instance_id}", BOOT_BUDGET)
             print(f"reinstalled and booted again in {time.monotonic() - reinstalling:.1f} s")
             assert domain_state(libvirt_uri, instance_id) == libvirt.VIR_DOMAIN_RUNNING
