@@ -37,6 +37,8 @@ TenantId = Annotated[str, msgspec.Meta(max_length=100)]
 class AdminTransactionQuery(PageQuery, kw_only=True):
     tenant_id: TenantId | None = None
     """One tenant's transactions only."""
+    entry: Literal["Recharged", "ChargesPosted", "HoldPosted", "Adjusted"] | None = None
+    """One kind only: ``Recharged`` is the recharge record."""
 
 
 class PlatformStatementQuery(msgspec.Struct, kw_only=True):
@@ -93,7 +95,11 @@ async def list_all_transactions(call: Call) -> web.Response:
     await call.read_your_writes(LEDGER)
     before = token_parts(query.page_token, int, int)
     rows = await reads(call).transactions(
-        call.platform.store.pool, tenant_id=query.tenant_id, limit=query.limit + 1, before=before
+        call.platform.store.pool,
+        tenant_id=query.tenant_id,
+        limit=query.limit + 1,
+        before=before,
+        entry=query.entry,
     )
     return paged(call, rows, query.limit, lambda last: (str(last["position"]), str(last["seq"])))
 

@@ -28,8 +28,11 @@ class BillingReads:
         tenant_id: str | None,
         limit: int,
         before: tuple[int, int] | None = None,
+        entry: str | None = None,
     ) -> list[dict[str, Any]]:
         """Postings on tenants' own accounts, newest first, signed as the tenant sees them.
+
+        ``entry`` keeps one kind of ledger event: ``Recharged`` lists the recharges.
 
         The tenant's account is credit-normal (a recharge credits it), so the tenant's
         view of a posting is its negation: a recharge is +, a charge is -.
@@ -39,6 +42,9 @@ class BillingReads:
         if tenant_id is not None:
             args += [tenant_id, tenant_account(tenant_id)]
             where += ["tenant_id = $1", "ledger_account = $2"]
+        if entry is not None:
+            args.append(entry)
+            where.append(f"entry = ${len(args)}")
         if before is not None:
             args += list(before)
             where.append(f"(position, seq) < (${len(args) - 1}, ${len(args)})")

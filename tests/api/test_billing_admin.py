@@ -10,6 +10,7 @@ import pytest
 
 from domain.billing.statement import content_hash, to_csv
 from projections.billing.queries import BillingQueries
+from projections.runner import wait_for_position
 from tests.api.billing_world import BillingWorld, billing_world
 from tests.api.conftest import Api, Caller
 from tests.api.test_billing_reads import every_page, json_of
@@ -39,6 +40,13 @@ async def closed_march(api: Api) -> tuple[BillingWorld, Caller, Caller]:
     return world, acme, globex
 
 
+async def world_caught_up(api: Api) -> None:
+    head = await api.platform.store.last_position()
+    assert await wait_for_position(
+        api.platform.store.pool, api.platform.settings.schema, "billing_ledger", head, 10
+    )
+
+
 async def test_every_tenants_transactions_and_one_tenants(api: Api) -> None:
     _, acme, globex = await closed_march(api)
     everyone = await every_page(api.admin, "/v1/admin/billing/transactions", limit=4)
@@ -53,6 +61,20 @@ async def test_every_tenants_transactions_and_one_tenants(api: Api) -> None:
     assert len(acmes) == 4
     refused = await acme.get("/v1/admin/billing/transactions")
     assert refused.status == 403, await refused.text()
+
+    await api.settled(
+        await api.admin.post(
+            f"/v1/admin/tenants/{globex.tenant_id}/actions/recharge",
+            json={"amount_minor": 700, "currency": "USD", "reference": "wire 9"},
+        )
+    )
+    await world_caught_up(api)
+    recharges = await every_page(
+        api.admin, "/v1/admin/billing/transactions?entry=Recharged", limit=10
+    )
+    assert [(r["tenant_id"], r["amount_minor"], r["entry"]) for r in recharges] == [
+        (globex.tenant_id, 700, "Recharged")
+    ]
 
 
 async def test_the_platforms_statement_of_a_closed_month(api: Api) -> None:
