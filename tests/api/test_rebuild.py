@@ -15,7 +15,8 @@ from tests.integration.conftest import drop_schema
 
 
 async def table_rows(pool: asyncpg.Pool, table: str) -> list[tuple[object, ...]]:
-    return [tuple(r) for r in await pool.fetch(f"SELECT * FROM {table} ORDER BY 1")]
+    rows = await pool.fetch(f'SELECT * FROM {table} AS t ORDER BY t::text COLLATE "C"')
+    return [tuple(r) for r in rows]
 
 
 @pytest.fixture
