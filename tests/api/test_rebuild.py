@@ -8,6 +8,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from api.services import subscriptions
+from api.services.executor import Decided
+from api.services.unit_of_work import UnitOfWork
+from domain import clock
+from domain.metadata import Actor, CommandContext
 from projections.runner import ProjectionRunner
 from tests.api.billing_world import billing_world
 from tests.api.conftest import Api
@@ -25,7 +30,7 @@ def platform_overrides() -> dict[str, Any]:
 
 
 async def billed(api: Api) -> None:
-    """Usage rated over a month's end, a recharge, a closed statement and a late line."""
+    """Usage rated over a month's end, a recharge, a closed statement, a prepaid term."""
     start = datetime(2027, 1, 31, 22, 0, tzinfo=UTC)
     world = await billing_world(api, start, {"vcpu": "12", "disk_gb:standard": "0.5"})
     owner = await api.tenant("billed")
@@ -33,12 +38,20 @@ async def billed(api: Api) -> None:
     await api.settled(
         await api.admin.post(
             f"/v1/admin/tenants/{owner.tenant_id}/actions/recharge",
-            json={"amount_minor": 1000, "currency": "USD", "reference": "r"},
+            json={"amount_minor": 100_000, "currency": "USD", "reference": "r"},
         )
     )
     instance = await world.launch(owner.tenant_id, start)
     await world.step(owner.tenant_id, instance, start + timedelta(minutes=150), "stop")
     await world.settle(start + timedelta(hours=3))
+    tenant_id = owner.tenant_id
+
+    async def subscribe(unit: UnitOfWork) -> Decided:
+        return await subscriptions.subscribe(unit, tenant_id, instance.id, "monthly", True)
+
+    context = CommandContext(actor=Actor.system("test"), tenant_id=tenant_id, command_id="sub-1")
+    with clock.using(world.clock):
+        await api.platform.executor.run(context, "billing:subscription:create", subscribe)
 
 
 async def test_rebuilt_projections_equal_live_ones(api: Api, database_url: str) -> None:
