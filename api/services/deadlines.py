@@ -18,7 +18,7 @@ from domain.compute.instance import BUILDING, DEADLINES, Instance
 from domain.errors import DomainError
 from domain.inventory.host import Host
 from domain.metadata import Actor, CommandContext
-from gateways.waiting import wait_any
+from gateways.waiting import every
 
 log = logging.getLogger(__name__)
 _TRANSITIONAL = list(DEADLINES)
@@ -66,13 +66,11 @@ async def expire(executor: CommandExecutor, instance_id: str, now: datetime) -> 
 
 
 async def run_deadlines(
-    executor: CommandExecutor, schema: str, stop: asyncio.Event, every: float = 1.0
+    executor: CommandExecutor, schema: str, stop: asyncio.Event, seconds: float = 1.0
 ) -> None:
-    while not stop.is_set():
-        try:
-            now = clock.now()
-            for instance_id in await overdue(executor, schema, now):
-                await expire(executor, instance_id, now)
-        except Exception as error:  # the database hiccuped: look again next round
-            log.warning("deadlines: %s", error)
-        await wait_any(stop, timeout=every)
+    async def round_() -> None:
+        now = clock.now()
+        for instance_id in await overdue(executor, schema, now):
+            await expire(executor, instance_id, now)
+
+    await every(seconds, stop, round_, "deadlines")

@@ -27,7 +27,7 @@ from domain.inventory.host import MAINTENANCE, Host
 from domain.metadata import Actor, CommandContext
 from gateways.bus.host_health import HostHealthWatcher
 from gateways.eventstore.schema import checked_schema
-from gateways.waiting import wait_any
+from gateways.waiting import every
 
 log = logging.getLogger(__name__)
 ACTOR = Actor.system("host-failure")
@@ -162,12 +162,7 @@ class HostFailures:
 
 
 async def run_host_failures(
-    failures: HostFailures, stop: asyncio.Event, every: float = 1.0
+    failures: HostFailures, stop: asyncio.Event, seconds: float = 1.0
 ) -> None:
     await failures.health.start()
-    while not stop.is_set():
-        try:
-            await failures.run_once(clock.now())
-        except Exception as error:  # the database hiccuped: look again next round
-            log.warning("host failures: %s", error)
-        await wait_any(stop, timeout=every)
+    await every(seconds, stop, lambda: failures.run_once(clock.now()), "host failures")

@@ -24,7 +24,7 @@ from domain.compute.instance import RUNNING, Instance
 from domain.errors import DomainError
 from domain.ids import new_id
 from domain.metadata import Actor, CommandContext
-from gateways.waiting import wait_any
+from gateways.waiting import every
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,5 @@ class Renewals:
             await compute.release_quota(unit, instance)
 
 
-async def run_renewals(renewals: Renewals, stop: asyncio.Event, every: float = 60.0) -> None:
-    while not stop.is_set():
-        try:
-            await renewals.tick()
-        except Exception as error:  # the database hiccuped: the next round redoes it
-            log.warning("renewals: %s", error)
-        await wait_any(stop, timeout=every)
+async def run_renewals(renewals: Renewals, stop: asyncio.Event, seconds: float = 60.0) -> None:
+    await every(seconds, stop, renewals.tick, "renewals")

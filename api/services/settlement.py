@@ -26,7 +26,7 @@ from domain.billing.metering import Segment, to_rate
 from domain.billing.rating import Charge, Usage, floor_hour, rate
 from domain.errors import DomainError
 from domain.metadata import Actor, CommandContext
-from gateways.waiting import wait_any
+from gateways.waiting import every
 
 log = logging.getLogger(__name__)
 LAG = timedelta(minutes=2)
@@ -123,10 +123,7 @@ class Settlement:
         return 0 if outcome.replayed else int(outcome.body.get("posted", 0))
 
 
-async def run_settlement(settlement: Settlement, stop: asyncio.Event, every: float = 30.0) -> None:
-    while not stop.is_set():
-        try:
-            await settlement.settle()
-        except Exception as error:  # the database hiccuped: the next round redoes it
-            log.warning("settlement: %s", error)
-        await wait_any(stop, timeout=every)
+async def run_settlement(
+    settlement: Settlement, stop: asyncio.Event, seconds: float = 30.0
+) -> None:
+    await every(seconds, stop, settlement.settle, "settlement")
