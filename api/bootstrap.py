@@ -141,8 +141,10 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
 
 
 def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None]]:
-    """The compute process managers: steps to hosts, outcomes back, deadlines, lost hosts."""
+    """The compute process managers: steps to hosts, outcomes back, deadlines, lost hosts,
+    overloaded hosts."""
     from api.services.host_failure import HostFailures, run_host_failures
+    from api.services.rebalance import Rebalancer, run_rebalancer
 
     schema = platform.settings.schema
 
@@ -167,6 +169,16 @@ def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None
                 schema,
                 platform.host_health,
                 lambda: platform.settings.host_down_after_seconds,
+            ),
+            stop,
+        ),
+        run_rebalancer(
+            Rebalancer(
+                platform.executor,
+                schema,
+                platform.host_health,
+                lambda: platform.settings.rebalance_load_per_core,
+                lambda: platform.settings.rebalance_after_seconds,
             ),
             stop,
         ),

@@ -50,6 +50,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host_observe_seconds: float = 30.0
     """How often a host reports its observed instances."""
     host_down_after_seconds: float = 30.0
+    rebalance_load_per_core: float = 0.0
+    """A host whose one-minute load per core stays above this is relieved by live-migrating
+    instances to hosts below it, one per ``rebalance_after_seconds``; 0 turns it off."""
+    rebalance_after_seconds: float = 300.0
     """A host without a heartbeat this long is marked down and its instances evacuated."""
     billing_settle_seconds: float = 30.0
     """How often metered usage is rated and posted (whole hours only); 0 turns it off."""
@@ -84,6 +88,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             host_down_after_seconds=float(
                 env.get("SCLOUD_HOST_DOWN_AFTER_SECONDS", str(defaults.host_down_after_seconds))
+            ),
+            rebalance_load_per_core=float(
+                env.get("SCLOUD_REBALANCE_LOAD_PER_CORE", str(defaults.rebalance_load_per_core))
+            ),
+            rebalance_after_seconds=float(
+                env.get("SCLOUD_REBALANCE_AFTER_SECONDS", str(defaults.rebalance_after_seconds))
             ),
             billing_settle_seconds=float(
                 env.get("SCLOUD_BILLING_SETTLE_SECONDS", str(defaults.billing_settle_seconds))

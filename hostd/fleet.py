@@ -62,6 +62,8 @@ class SimulatedFleet:
         self.daemons: dict[str, HostDaemon] = {}
         self._pullers: dict[str, Puller] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.loads: dict[str, float] = {}
+        """One-minute load averages to report for these hosts instead of the machine's."""
         self.dead: set[str] = set()
         """Hosts whose daemon was killed: no commands, no heartbeats, no reports."""
 
@@ -169,7 +171,10 @@ class SimulatedFleet:
                             host_id,
                             msgspec.json.encode(
                                 msgspec.structs.replace(
-                                    base, host_id=host_id, instances=len(compute.states)
+                                    base,
+                                    host_id=host_id,
+                                    instances=len(compute.states),
+                                    load1=self.loads.get(host_id, base.load1),
                                 )
                             ),
                         )

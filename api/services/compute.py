@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -420,12 +420,14 @@ async def move_claim(
     host_ids: Sequence[str],
     health: Mapping[str, Health],
     only: str | None = None,
+    among: Collection[str] | None = None,
 ) -> Decision:
     """Place ``instance`` again away from ``from_host_id`` and claim the target for it.
 
     The claim (and its server group's membership) is made in the command's append with the
     host's expected version; the source's claim is the caller's to release. ``only`` names
-    the one host to check with the scheduler's filters (an operator's choice).
+    the one host to check with the scheduler's filters (an operator's choice); ``among``
+    the hosts it may choose from.
     """
     flavor = await unit.get(instance.flavor_id, Flavor)
     request = PlacementRequest(
@@ -448,6 +450,8 @@ async def move_claim(
     for _ in range(STALE_VIEW_RETRIES):
         fleet = await region_fleet(unit, instance.region_id, host_ids, health)
         views = [view for view in fleet.views if view.id != from_host_id]
+        if among is not None:
+            views = [view for view in views if view.id in among]
         if only is not None:
             views = [view for view in views if view.id == only]
             if not views:

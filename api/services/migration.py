@@ -9,7 +9,7 @@ the instance on its source.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import msgspec
 
@@ -32,8 +32,10 @@ async def migrate_instance(
     host_id: str | None,
     host_ids: Sequence[str],
     health: Mapping[str, compute.Health],
+    among: Collection[str] | None = None,
 ) -> Decided:
-    """Start moving an instance to ``host_id`` (checked by the filters) or the scheduler's pick."""
+    """Start moving an instance to ``host_id`` (checked by the filters) or the scheduler's pick
+    (from ``among`` when given)."""
     instance = await unit.get(instance_id, Instance, checked=True)
     wanted = (RUNNING,) if live else (RUNNING, STOPPED)
     if instance.status not in wanted or instance.host_id is None:
@@ -47,7 +49,7 @@ async def migrate_instance(
     if host_id == source:
         raise InvalidState("the instance already runs on that host", instance_id=instance.id)
     decision = await compute.move_claim(
-        unit, instance, source, host_ids=host_ids, health=health, only=host_id
+        unit, instance, source, host_ids=host_ids, health=health, only=host_id, among=among
     )
     assert decision.host_id is not None
     instance.migrate(decision.host_id, new_id("stp"), msgspec.to_builtins(decision), live=live)
