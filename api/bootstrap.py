@@ -35,6 +35,7 @@ from gateways.webhooks.dispatcher import webhook_dispatcher
 from hostd.streams import HostBus, ensure_streams
 from projections.audit.log import AuditLog
 from projections.billing.ledger import BillingLedger
+from projections.billing.orders import BillingOrders
 from projections.billing.usage import MeteredUsage
 from projections.identity.cache import IdentityCache
 from projections.projection import Projection
@@ -73,6 +74,7 @@ class Platform:
             AuditLog(schema),
             MeteredUsage(schema),
             BillingLedger(schema),
+            BillingOrders(schema),
         ]
 
 

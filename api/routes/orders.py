@@ -8,9 +8,10 @@ import msgspec
 from aiohttp import web
 
 from api.call import Call, json_response
-from api.routes.billing_reads import LEDGER, PageQuery, paged, token_parts
+from api.routes.billing_reads import PageQuery, paged, token_parts
 from api.routing import Router
 from projections.billing import queries
+from projections.billing.orders import BillingOrders
 
 router = Router()
 
@@ -44,7 +45,7 @@ class AdminOrderQuery(PageQuery, kw_only=True):
 
 async def _page(call: Call, tenant_id: str | None) -> web.Response:
     query: PageQuery = call.query
-    await call.read_your_writes(LEDGER)
+    await call.read_your_writes(BillingOrders.name)
     before = token_parts(query.page_token, int, str)
     rows = await queries.orders(
         call.platform.store.pool,

@@ -188,7 +188,7 @@ class BillingAccount(Aggregate):
                 order_id=order_id,
                 available_minor=self.available_minor,
             )
-        self._held(order_id, amount_minor, order or {})
+        self._held(order_id, amount_minor, {**(order or {}), "currency": self.currency})
 
     @event("HoldPlaced")
     def _held(self, order_id: str, amount_minor: int, order: dict[str, Any]) -> None:

@@ -64,7 +64,6 @@ class BillingLedger:
         self.charges = f"{self.schema}.billing_charges"
         self.statements = f"{self.schema}.billing_statements"
         self.accounts = f"{self.schema}.billing_accounts"
-        self.orders = f"{self.schema}.billing_orders"
 
     def ddl(self) -> str:
         return f"""
@@ -73,23 +72,6 @@ class BillingLedger:
                 tenant_id text NOT NULL,
                 currency text NOT NULL
             );
-            CREATE TABLE IF NOT EXISTS {self.orders} (
-                order_id text PRIMARY KEY,
-                tenant_id text NOT NULL,
-                kind text NOT NULL,
-                subscription_id text,
-                resource_id text,
-                term text,
-                amount_minor bigint NOT NULL,
-                currency text NOT NULL,
-                status text NOT NULL,
-                placed_at timestamptz NOT NULL,
-                settled_at timestamptz,
-                reason text,
-                position bigint NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS billing_orders_tenant
-                ON {self.orders} (tenant_id, position);
             CREATE TABLE IF NOT EXISTS {self.postings} (
                 position bigint NOT NULL,
                 seq integer NOT NULL,
@@ -143,7 +125,7 @@ class BillingLedger:
         """
 
     def tables(self) -> Sequence[str]:
-        return (self.statements, self.charges, self.postings, self.orders, self.accounts)
+        return (self.statements, self.charges, self.postings, self.accounts)
 
     async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
         for event in events:
@@ -166,8 +148,6 @@ class BillingLedger:
                 await self._lines(conn, event, tenant_id, state["charges"])
             elif name == "HoldPosted":
                 await self._lines(conn, event, tenant_id, [state["line"]], PURCHASE)
-            if name in ("HoldPlaced", "HoldPosted", "HoldVoided"):
-                await self._order(conn, event, name, tenant_id, currency, state)
             elif name == "PeriodClosed":
                 await self._close(conn, event, tenant_id, currency, state["period"])
 
@@ -202,44 +182,6 @@ class BillingLedger:
                 )
                 for seq, p in enumerate(lines)
             ],
-        )
-
-    async def _order(
-        self,
-        conn: asyncpg.Connection,
-        event: RecordedEvent,
-        name: str,
-        tenant_id: str,
-        currency: str,
-        state: dict[str, Any],
-    ) -> None:
-        """Each prepaid order: placed (its money held), then posted (spent) or voided."""
-        at = _moment(state["timestamp"])
-        if name == "HoldPlaced":
-            about = state.get("order") or {}
-            await conn.execute(
-                f"INSERT INTO {self.orders} (order_id, tenant_id, kind, subscription_id, "
-                "resource_id, term, amount_minor, currency, status, placed_at, position) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'held', $9, $10)",
-                state["order_id"],
-                tenant_id,
-                about.get("kind", "order"),
-                about.get("subscription_id"),
-                about.get("resource_id"),
-                about.get("term"),
-                int(state["amount_minor"]),
-                currency,
-                at,
-                event.position,
-            )
-            return
-        await conn.execute(
-            f"UPDATE {self.orders} SET status = $2, settled_at = $3, reason = $4 "
-            "WHERE order_id = $1",
-            state["order_id"],
-            "paid" if name == "HoldPosted" else "voided",
-            at,
-            state.get("reason"),
         )
 
     async def _owner(self, conn: asyncpg.Connection, account_id: str) -> tuple[str, str]:

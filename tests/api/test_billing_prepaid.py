@@ -110,9 +110,10 @@ async def tick(api: Api, moment: datetime) -> int:
 async def caught_up(api: Api) -> None:
     head = await api.platform.store.last_position()
     await api.wait_for(head)
-    assert await wait_for_position(
-        api.platform.store.pool, api.platform.settings.schema, "billing_ledger", head, 10
-    )
+    for name in ("billing_ledger", "billing_orders"):
+        assert await wait_for_position(
+            api.platform.store.pool, api.platform.settings.schema, name, head, 10
+        )
 
 
 async def sub_view(owner: Caller, sub_id: str) -> dict[str, Any]:
