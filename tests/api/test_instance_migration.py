@@ -348,3 +348,70 @@ async def test_an_evacuation_elsewhere_releases_the_migration_s_target(
         assert (await used(api, target))["instances"] == 0
         assert (await used(api, source))["instances"] == 0
         assert (await used(api, third))["instances"] == 1
+
+
+async def test_racing_migrations_leave_each_instance_claimed_once_where_it_runs(
+    api: Api, two_hosts: TwoHosts, nats_url: str
+) -> None:
+    """Many migrations at once, live and cold, some refused, some failing on the host: when
+    all have ended, every instance holds exactly one claim, on the host it is on."""
+    world = two_hosts.world
+    third = await create(
+        api,
+        "/v1/admin/hosts",
+        {"cluster_id": world.cluster_id, "hostname": "race-node", "capacity": CAPACITY},
+    )
+    hosts = [*two_hosts.hosts, third]
+    fleet = two_hosts.fleet
+    async with SimulatedFleet(1, nats_url, host_ids=[third], heartbeat_every=0.3) as extra:
+        # One set of peers across both fleets, so guests can move to and from the third host.
+        peers = fleet.computes
+        peers[third] = extra.computes[third]
+        extra.computes[third].peers = peers
+        async with asyncio.timeout(15):
+            while not api.platform.host_health.health(third)[0]:
+                await asyncio.sleep(0.1)
+        owner = await api.tenant("racers")
+        created = await api.settled(
+            await owner.post(
+                "/v1/instances",
+                json={
+                    "name": "racer",
+                    "region_id": world.region_id,
+                    "flavor_id": world.flavor_id,
+                    "image_id": world.image_id,
+                    "count": 6,
+                },
+            )
+        )
+        ids = created["instance_ids"]
+        await until(api, owner, ids, lambda v: v["status"] == "running", 30)
+        peers[hosts[0]].peers = {}  # moves off the first host fail on the hypervisor
+        try:
+            for round_ in range(3):
+                answers = await asyncio.gather(
+                    *(
+                        migrate(api, instance_id, live=(n + round_) % 2 == 0)
+                        for n, instance_id in enumerate(ids)
+                    )
+                )
+                assert {a.status for a in answers} <= {202, 409}, [a.status for a in answers]
+                await until(api, owner, ids, lambda v: v["status"] in ("running", "stopped"), 30)
+        finally:
+            peers[hosts[0]].peers = peers
+        final = await until(api, owner, ids, lambda v: v["status"] == "running", 30)
+        ended = [name for i in ids for name, _ in await events(api, i)]
+        print(
+            f"racing migrations: {ended.count('MigrationStarted')} started, "
+            f"{ended.count('Migrated')} moved, {ended.count('MigrationFailed')} failed"
+        )
+        assert ended.count("Migrated") and ended.count("MigrationFailed")
+        on = {view["id"]: view["host_id"] for view in final}
+        for host_id in hosts:
+            view = await (await api.admin.get(f"/v1/admin/hosts/{host_id}")).json()
+            mine = [i for i, h in on.items() if h == host_id]
+            assert view["instances"] == len(mine), (host_id, view, on)
+            assert view["used"]["vcpus"] == sum(v["vcpus"] for v in final if v["id"] in mine)
+            assert view["used"]["vcpus"] <= CAPACITY["vcpus"]
+        for instance_id, host_id in on.items():
+            assert instance_id in {**fleet.computes, **extra.computes}[host_id].states
