@@ -1,10 +1,11 @@
-"""A real live migration under libvirt (TCG), through API → scheduler → NATS → two hostd.
+"""Real migrations under libvirt (TCG), through API → scheduler → NATS → two hostd.
 
 Host A is this machine's ``qemu:///system``; host B is a second libvirtd posing as another
 machine (tests/support/peer_libvirtd.py). The operator's migrate command claims B, B
-prepares the disk, A's libvirtd migrates the running guest peer to peer with its disk's top
-layer; the guest then runs on B: its console answers there, and it powers off on B's ACPI
-button when stopped through the API.
+prepares the disk, A's libvirtd migrates the guest peer to peer with its disk's top layer
+(live: running; cold: stopped by ACPI first, moved started-paused, started again on B);
+the guest then runs on B: its console answers there, and it powers off on B's ACPI button
+when stopped through the API.
 
 Needs root, like tests/integration/test_qemu_boot.py (whose fixtures it shares).
 """
@@ -80,7 +81,9 @@ def peer_uri(libvirt_uri: str, two_dirs: tuple[Path, Path], tmp_path: Path) -> I
         pytest.fail(f"a second libvirtd cannot run here: {problem}", pytrace=False)
 
 
-async def test_a_running_guest_migrates_live_to_another_libvirtd(
+@pytest.mark.parametrize("live", [True, False], ids=["live", "cold"])
+async def test_a_running_guest_migrates_to_another_libvirtd(
+    live: bool,
     api: Api,
     nats_url: str,
     tmp_path: Path,
@@ -157,7 +160,7 @@ async def test_a_running_guest_migrates_live_to_another_libvirtd(
             asked = time.monotonic()
             await api.settled(
                 await api.admin.post(
-                    f"/v1/admin/instances/{instance_id}/actions/migrate", json={"live": True}
+                    f"/v1/admin/instances/{instance_id}/actions/migrate", json={"live": live}
                 )
             )
             async with asyncio.timeout(120):
@@ -167,7 +170,12 @@ async def test_a_running_guest_migrates_live_to_another_libvirtd(
                     if view["host_id"] == host_b:
                         break
                     await asyncio.sleep(0.2)
-            print(f"live migration under TCG: {time.monotonic() - asked:.1f} s from the request")
+            took = time.monotonic() - asked
+            kind = "live" if live else "cold"
+            print(f"{kind} migration under TCG: {took:.1f} s, request to running")
+            serial_b = b_dir / "serial" / f"{instance_id}.log"
+            if not live:  # stopped on A, moved, started on B: it boots there afresh
+                await wait_for_line(serial_b, f"{MARKER} {instance_id}", BOOT_BUDGET)
             assert domain_state(peer_uri, instance_id) == libvirt.VIR_DOMAIN_RUNNING
             assert domain_state(libvirt_uri, instance_id) is None  # gone from A
             assert not (a_dir / "disks" / f"{instance_id}.qcow2").exists()
@@ -189,7 +197,6 @@ async def test_a_running_guest_migrates_live_to_another_libvirtd(
             # The guest lives on B: B's ACPI button powers it off, on B's serial console.
             await api.settled(await owner.post(f"/v1/instances/{instance_id}/actions/stop"))
             await wait_status(api, owner, instance_id, "stopped")
-            serial_b = b_dir / "serial" / f"{instance_id}.log"
             assert POWEROFF_MARKER in await asyncio.to_thread(console, serial_b)
         finally:
             if instance_id:
