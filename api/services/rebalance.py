@@ -25,7 +25,7 @@ from domain.errors import DomainError
 from domain.metadata import Actor, CommandContext
 from gateways.bus.host_health import HostHealthWatcher
 from gateways.eventstore.schema import checked_schema
-from gateways.waiting import wait_any
+from gateways.waiting import every
 
 log = logging.getLogger(__name__)
 ACTOR = Actor.system("rebalancer")
@@ -132,11 +132,6 @@ class Rebalancer:
         return str(instance_id)
 
 
-async def run_rebalancer(rebalancer: Rebalancer, stop: asyncio.Event, every: float = 1.0) -> None:
+async def run_rebalancer(rebalancer: Rebalancer, stop: asyncio.Event, seconds: float = 1.0) -> None:
     await rebalancer.health.start()
-    while not stop.is_set():
-        try:
-            await rebalancer.run_once(clock.now())
-        except Exception as error:  # the database hiccuped: look again next round
-            log.warning("rebalancer: %s", error)
-        await wait_any(stop, timeout=every)
+    await every(seconds, stop, lambda: rebalancer.run_once(clock.now()), "rebalancer")
