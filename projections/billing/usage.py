@@ -52,12 +52,20 @@ def _covers(topic: str, was: bool) -> bool:
 _state = msgspec.json.Decoder(dict[str, Any]).decode
 
 
+def _billed_status(instance: Any) -> str:
+    """A stopped guest being moved (a cold migration) bills as stopped: its disk only."""
+    move = getattr(instance, "migration", None) or {}
+    if instance.status == "migrating" and move.get("resume") == "stopped":
+        return "stopped"
+    return str(instance.status)
+
+
 def billed(instance: Any, covered: bool = False) -> dict[str, Decimal]:
     """What an instance's state bills on demand (one a subscription covers: nothing)."""
     if covered or getattr(instance, "charge_mode", "on_demand") != "on_demand":
         return {}
     return instance_usage(
-        instance.status,
+        _billed_status(instance),
         instance.vcpus,
         instance.memory_mb,
         instance.disk_gb,

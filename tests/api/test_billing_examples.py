@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from domain import clock
 from tests.api.billing_world import BillingWorld, billing_world
 from tests.api.conftest import Api
 
@@ -169,4 +170,25 @@ async def test_a_flavor_priced_instead_of_its_vcpus_and_memory(api: Api) -> None
         ("disk_gb:standard", "10:00", "11:00", 10),
         (f"flavor:{flavor}", "09:00", "10:00", 30),  # one instance-hour of the flavor
         (f"flavor:{flavor}", "10:00", "10:30", 15),
+    ]
+
+
+async def test_a_stopped_instance_moved_by_a_cold_migration_bills_its_disk_only(api: Api) -> None:
+    world = await billing_world(api, T0, {"vcpu": "12", "disk_gb:standard": "0.5"})
+    owner = await api.tenant()
+    tenant = owner.tenant_id
+    assert tenant is not None
+    instance = await world.launch(tenant, T0)
+    await world.step(tenant, instance, T0 + timedelta(minutes=30), "stop")
+    world.clock.set(T0 + timedelta(hours=1))
+    with clock.using(world.clock):
+        instance.migrate("hst-" + "1" * 26, "stp-move", {}, live=False)
+    await world.save(tenant, instance)
+    assert instance.status == "migrating"
+
+    await world.settle(T0 + timedelta(hours=2, minutes=5))
+    assert lines(await world.charges(tenant)) == [
+        ("disk_gb:standard", "09:00", "10:00", 10),
+        ("disk_gb:standard", "10:00", "11:00", 10),
+        ("vcpu", "09:00", "09:30", 12),  # nothing more while it is moved, stopped
     ]
