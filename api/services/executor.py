@@ -114,11 +114,14 @@ class CommandExecutor:
         source: str | None = None,
         if_match: int | None = None,
         target: str | None = None,
+        tenant_queue: bool = True,
     ) -> Outcome:
         """Decide and append; a repeat of the command id answers what the first did.
 
         ``target`` is the resource the caller named, recorded on a refusal's operation so
-        that the audit log finds failed attempts on a resource too.
+        that the audit log finds failed attempts on a resource too. ``tenant_queue=False``
+        lets a command that touches none of the tenant's shared aggregates (a host's
+        outcome for one instance) skip the tenant's queue.
         """
         command_id = context.command_id
         if command_id is not None:
@@ -132,6 +135,8 @@ class CommandExecutor:
                 raise IdempotencyKeyInUse("a request with this Idempotency-Key is still running")
             self._in_flight.add(command_id)
         try:
+            if not tenant_queue:
+                return await self._run(context, action, decide, source, if_match, target)
             lock = self._lock_for(context.tenant_id)
             async with lock:
                 return await self._run(context, action, decide, source, if_match, target)
@@ -173,7 +178,11 @@ class CommandExecutor:
             try:
                 # Stored without the secrets: the command record must not keep them.
                 appended = await self.repository.save(
-                    context, *unit.changed(), operation, result=_encode(outcome)
+                    context,
+                    *unit.changed(),
+                    operation,
+                    result=_encode(outcome),
+                    contexts=unit.contexts,
                 )
             except ConcurrencyConflict as conflict:
                 if attempt == MAX_ATTEMPTS - 1:

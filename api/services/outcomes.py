@@ -66,7 +66,9 @@ async def apply_outcome(executor: CommandExecutor, outcome: HostOutcome) -> None
         tenant_id=tenant_id,
     )
     try:
-        await executor.run(context, "compute:instance:outcome", decide)
+        # An outcome touches its instance (and, on a failed build, its host), never the
+        # tenant's quota ledger: it need not queue behind the tenant's other commands.
+        await executor.run(context, "compute:instance:outcome", decide, tenant_queue=False)
     except ConcurrencyConflict:
         raise  # not decided at all: the ingester leaves it unacknowledged, to come again
     except DomainError as error:  # recorded as a failed operation; nothing to retry

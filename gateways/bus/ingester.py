@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import FetchTimeoutError
@@ -66,17 +67,26 @@ class OutcomeIngester:
                 messages = await subscription.fetch(64, timeout=1.0)
             except (FetchTimeoutError, TimeoutError):
                 continue
+            # One instance's outcomes in the order they came; different instances at once.
+            lanes: dict[str, list[tuple[Msg, HostOutcome]]] = {}
             for message in messages:
                 try:
                     outcome = hostwire.decode_outcome(message.data)
                 except Exception:  # not an outcome: nothing can ever make it one
                     await message.term()
                     continue
-                try:
-                    await self.handle(outcome)
-                except Exception as error:
-                    # Not handled, so not acknowledged: sent again shortly, never dropped.
-                    log.warning("outcome %s not handled yet: %s", outcome.step_id, error)
-                    await message.nak(delay=REDELIVER_AFTER)
-                    continue
-                await message.ack()
+                lanes.setdefault(outcome.instance_id, []).append((message, outcome))
+            await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
+
+    async def _lane(self, lane: list[tuple[Msg, HostOutcome]]) -> None:
+        for index, (message, outcome) in enumerate(lane):
+            try:
+                await self.handle(outcome)
+            except Exception as error:
+                # Not handled, so not acknowledged: sent again shortly (with what follows
+                # it, in order), never dropped.
+                log.warning("outcome %s not handled yet: %s", outcome.step_id, error)
+                for later, _ in lane[index:]:
+                    await later.nak(delay=REDELIVER_AFTER)
+                return
+            await message.ack()
