@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from eventsourcing.domain import BaseAggregate
 
 from domain.errors import DomainError, NotFound
+from domain.metadata import CommandContext
 from gateways.eventstore.repository import Repository
 
 A = TypeVar("A", bound=BaseAggregate[Any])
@@ -33,6 +36,8 @@ class UnitOfWork:
         self.repository = repository
         self.if_match = if_match
         self.aggregates: dict[str, BaseAggregate[Any]] = {}
+        self.contexts: dict[tuple[str, int], CommandContext] = {}
+        """Events (aggregate id, version) recorded under another context than the command's."""
 
     async def get(self, aggregate_id: str, kind: type[A], *, checked: bool = False) -> A:
         """Load an aggregate once per command; ``checked`` applies the caller's If-Match."""
@@ -57,6 +62,21 @@ class UnitOfWork:
 
     def add(self, aggregate: BaseAggregate[Any]) -> None:
         self.aggregates[aggregate.id] = aggregate
+
+    @contextlib.contextmanager
+    def acting_as(self, context: CommandContext) -> Iterator[None]:
+        """Events made inside are recorded under ``context`` instead of the command's own.
+
+        A command that changes another tenant's resource (a preemption) records those
+        events as that tenant's, by a system actor: they reach that tenant's event stream
+        and audit log, and none of them reaches the caller's.
+        """
+        before = {key: a.version for key, a in self.aggregates.items()}
+        yield
+        for key, aggregate in self.aggregates.items():
+            for pending in aggregate.pending_events:
+                if pending.originator_version > before.get(key, 0):
+                    self.contexts[(key, pending.originator_version)] = context
 
     def changed(self) -> list[BaseAggregate[Any]]:
         return [a for a in self.aggregates.values() if a.pending_events]

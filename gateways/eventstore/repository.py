@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -77,31 +78,43 @@ class Repository:
         )
 
     def to_new_events(
-        self, context: CommandContext, *aggregates: BaseAggregate[Any]
+        self,
+        context: CommandContext,
+        *aggregates: BaseAggregate[Any],
+        contexts: Mapping[tuple[str, int], CommandContext] | None = None,
     ) -> tuple[NewEvent, ...]:
+        """``contexts`` gives some events (by aggregate id and version) a context of their own."""
         new_events: list[NewEvent] = []
         for aggregate in aggregates:
             for domain_event in aggregate.collect_events():
                 stored = self.mapper.to_stored_event(domain_event)
+                own = context
+                if contexts:
+                    key = (str(stored.originator_id), stored.originator_version)
+                    own = contexts.get(key, context)
                 new_events.append(
                     NewEvent(
                         str(stored.originator_id),
                         stored.originator_version,
                         stored.topic,
                         stored.state,
-                        context.metadata(),
+                        own.metadata(),
                     )
                 )
         return tuple(new_events)
 
     async def save(
-        self, context: CommandContext, *aggregates: BaseAggregate[Any], result: bytes = b""
+        self,
+        context: CommandContext,
+        *aggregates: BaseAggregate[Any],
+        result: bytes = b"",
+        contexts: Mapping[tuple[str, int], CommandContext] | None = None,
     ) -> AppendResult:
         """Append every pending event of ``aggregates`` as one command, atomically."""
         due = [a for a in aggregates if self._snapshot_due(a)]
         appended = await self.store.append(
             AppendRequest(
-                events=self.to_new_events(context, *aggregates),
+                events=self.to_new_events(context, *aggregates, contexts=contexts),
                 command_id=context.command_id,
                 fingerprint=context.fingerprint,
                 result=result,
