@@ -290,6 +290,7 @@ def _action(verb: str, summary: str, step: Step, body: type[msgspec.Struct] | No
 
 async def _start(unit: UnitOfWork, instance: Instance) -> None:
     instance.start(new_id("stp"))
+    await compute.claim_again(unit, instance)
 
 
 async def _stop(unit: UnitOfWork, instance: Instance) -> None:

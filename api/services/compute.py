@@ -14,12 +14,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import msgspec
 
+from api.services import preemption
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
 from domain.compute.image import Image
 from domain.compute.instance import DELETING, EVACUABLE, Instance
 from domain.compute.scheduler import (
+    BatchPlacement,
     HostView,
     LiveLoad,
     PlacedInstance,
@@ -281,37 +283,40 @@ async def create_instances(
         preemptible=preemptible,
         server_group_id=server_group_id,
     )
-    for _ in range(STALE_VIEW_RETRIES):
-        fleet = await region_fleet(unit, region_id, host_ids, health)
-        views = fleet.cache.free(fleet.views)
-        batch = place_batch(request, instance_ids, views, groups, PLACEMENT)
-        chosen = {d.host_id for d in batch.decisions if d.host_id}
-        if not any(d.host_id is None for d in batch.decisions) or views is fleet.views:
-            fleet.cache.reserve(chosen)
-            if await fleet.current(unit, chosen):
-                break
-        else:  # the busy hosts may be the only ones with room: place on the whole view
-            batch = place_batch(request, instance_ids, fleet.views, groups, PLACEMENT)
-            chosen = {d.host_id for d in batch.decisions if d.host_id}
-            if await fleet.current(unit, chosen):
-                break
+    spared: set[str] = set()
+    while True:  # a victim that cannot be preempted now is spared, and the batch placed again
+        fleet, batch = await _placed(
+            unit, request, instance_ids, groups, region_id, host_ids, health, spared
+        )
+        unfit = await preemption.unfit_victims(unit, batch.decisions)
+        if not unfit:
+            break
+        spared |= unfit
+    for decision in batch.decisions:
+        if decision.host_id is None and decision.preemption is None:
+            raise NoCapacity(decision.reason or "no host can take this instance")
     now = clock.now()
     created: list[str] = []
     for instance_id, decision in zip(instance_ids, batch.decisions, strict=True):
-        if decision.host_id is None:
-            raise NoCapacity(decision.reason or "no host can take this instance")
         ledger.allocate(
             instance_id,
             region_id,
             {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb},
             region_defaults,
         )
-        host = await unit.get(decision.host_id, Host)
+        record = msgspec.to_builtins(decision)
+        host_id, gpus = decision.host_id, decision.gpu_addresses
+        if host_id is None:  # a regular instance that fits nowhere: its victims make room
+            plan = decision.preemption
+            assert plan is not None
+            record["preemption"] = await preemption.carry_out(unit, plan, instance_id, tenant_id)
+            host_id, gpus = plan.host_id, preemption.gpus_of(batch.hosts, plan.host_id, instance_id)
+        host = await unit.get(host_id, Host)
         cluster = fleet.clusters[host.cluster_id]
         host.claim(
             instance_id,
             {"vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb, "disk_gb": disk},
-            decision.gpu_addresses,
+            gpus,
             tenant_id=tenant_id,
             preemptible=preemptible,
             server_group_id=server_group_id,
@@ -319,7 +324,7 @@ async def create_instances(
             memory_overcommit=cluster.memory_overcommit,
         )
         if group is not None:
-            group.join(instance_id, decision.host_id)
+            group.join(instance_id, host_id)
         instance = Instance._create(
             Instance.Created,
             id=instance_id,
@@ -337,10 +342,67 @@ async def create_instances(
             requested_at=now,
             charge_mode=charge_mode,
         )
-        instance.schedule(decision.host_id, new_id("stp"), msgspec.to_builtins(decision))
+        instance.schedule(host_id, new_id("stp"), record)
         unit.add(instance)
         created.append(instance_id)
     return Decided(resource_id=created[0], body={"instance_ids": created})
+
+
+async def _placed(
+    unit: UnitOfWork,
+    request: PlacementRequest,
+    instance_ids: Sequence[str],
+    groups: Mapping[str, GroupView],
+    region_id: str,
+    host_ids: Sequence[str],
+    health: Mapping[str, Health],
+    spared: Collection[str],
+) -> tuple[Fleet, BatchPlacement]:
+    """The batch placed on a current view of the region (``spared`` are never victims)."""
+    for _ in range(STALE_VIEW_RETRIES):
+        fleet = await region_fleet(unit, region_id, host_ids, health)
+        if spared:
+            fleet.views = preemption.sparing(fleet.views, spared)
+        views = fleet.cache.free(fleet.views)
+        batch = place_batch(request, instance_ids, views, groups, PLACEMENT)
+        chosen = _targets(batch)
+        if not any(d.host_id is None for d in batch.decisions) or views is fleet.views:
+            fleet.cache.reserve(chosen)
+            if await fleet.current(unit, chosen):
+                break
+        else:  # the busy hosts may be the only ones with room: place on the whole view
+            batch = place_batch(request, instance_ids, fleet.views, groups, PLACEMENT)
+            chosen = _targets(batch)
+            if await fleet.current(unit, chosen):
+                break
+    return fleet, batch
+
+
+def _targets(batch: BatchPlacement) -> set[str]:
+    """The hosts a batch claims on: chosen ones, and those its preemptions free."""
+    chosen = {d.host_id for d in batch.decisions if d.host_id}
+    return chosen | {d.preemption.host_id for d in batch.decisions if d.preemption is not None}
+
+
+async def claim_again(unit: UnitOfWork, instance: Instance) -> None:
+    """A start holds the instance's host again if it holds nothing there (it was preempted,
+    or its build failed): refused as ``capacity_exhausted`` when the host has no room."""
+    if instance.host_id is None:
+        return
+    host = await unit.get(instance.host_id, Host)
+    if instance.id in host.claims:
+        return
+    cluster = await unit.get(host.cluster_id, Cluster)
+    host.claim(
+        instance.id,
+        {"vcpus": instance.vcpus, "memory_mb": instance.memory_mb, "disk_gb": instance.disk_gb},
+        [],
+        tenant_id=instance.tenant_id,
+        preemptible=instance.preemptible,
+        server_group_id=instance.server_group_id,
+        cpu_overcommit=cluster.cpu_overcommit,
+        memory_overcommit=cluster.memory_overcommit,
+    )
 
 
 async def group_of(unit: UnitOfWork, group_id: str, tenant_id: str) -> ServerGroup:
@@ -505,10 +567,10 @@ async def resize_instance(unit: UnitOfWork, instance: Instance, flavor_id: str) 
         {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb},
         region.quota_defaults,
     )
-    if instance.host_id is not None:
-        host = await unit.get(instance.host_id, Host)
+    host = None if instance.host_id is None else await unit.get(instance.host_id, Host)
+    if host is not None and instance.id in host.claims:  # a preempted one holds none
         cluster = await unit.get(host.cluster_id, Cluster)
-        held = host.claims.get(instance.id, {})
+        held = host.claims[instance.id]
         host.release(instance.id, f"resized to {flavor.id}")
         host.claim(
             instance.id,

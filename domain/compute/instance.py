@@ -82,6 +82,11 @@ EVACUABLE = frozenset(
     }
 )
 """States an instance on a lost (or drained) host is moved from."""
+PREEMPTABLE = frozenset(
+    {RUNNING, BUILDING, STARTING, REBOOTING, STOPPING, STOPPED, ERROR, RECYCLED}
+)
+"""States a preemptible instance gives its host claim up from; a migration, a reinstall, a
+password reset or a delete in flight finish first."""
 
 
 class Instance(Aggregate):
@@ -96,6 +101,8 @@ class Instance(Aggregate):
     """While resetting the password: the user and the crypt(3) SHA-512 hash (never plain)."""
     console: dict[str, Any] | None = None
     """The VNC endpoint its host last reported (host, port), while it runs."""
+    preempted: dict[str, Any] | None = None
+    """Its last preemption (host_id, preemption_id, reason)."""
 
     def __init__(
         self,
@@ -331,6 +338,25 @@ class Instance(Aggregate):
         """Its host is lost while it was being deleted: the guest went with it."""
         self._require(DELETING)
         self._recycled()
+
+    # -- preemption ------------------------------------------------------------------
+
+    def preempt(self, preemption_id: str, reason: str, step_id: str) -> None:
+        """Its room on its host goes to a regular instance: the guest stops, and the claim
+        is released by the caller. A stopped (or recycled) one stays as it is; its next
+        start claims its host again, if there is room by then.
+        """
+        if not self.preemptible:
+            raise InvalidState("only a preemptible instance is preempted", instance_id=self.id)
+        self._require(*PREEMPTABLE)
+        self._require_host()
+        self._preempted(self.host_id, preemption_id, reason)
+        if self.status not in (STOPPED, RECYCLED):
+            self._stepped(STOPPING, step_id, clock.now() + DEADLINES[STOPPING])
+
+    @event("Preempted")
+    def _preempted(self, host_id: str | None, preemption_id: str, reason: str) -> None:
+        self.preempted = {"host_id": host_id, "preemption_id": preemption_id, "reason": reason}
 
     # -- size ------------------------------------------------------------------------
 
