@@ -146,6 +146,7 @@ def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None
     """The compute process managers: steps to hosts, outcomes back, deadlines, lost hosts,
     overloaded hosts."""
     from api.services.host_failure import HostFailures, run_host_failures
+    from api.services.host_registration import HostRegistrar
     from api.services.rebalance import Rebalancer, run_rebalancer
 
     schema = platform.settings.schema
@@ -165,6 +166,9 @@ def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None
         dispatcher.run(stop),
         ingester.run(stop),
         run_deadlines(platform.executor, schema, stop),
+        HostRegistrar(
+            platform.executor, platform.nats, platform.settings.host_register_subject
+        ).run(stop),
         run_host_failures(
             HostFailures(
                 platform.executor,

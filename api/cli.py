@@ -9,10 +9,13 @@ import signal
 import sys
 from collections.abc import Sequence
 
+import msgspec
+
 from api.bootstrap import ensure_first_admin, open_platform, run_api, run_worker
 from gateways.embedded import platform_services
 from gateways.settings import Settings
 from hostd.main import run_hostd
+from hostd.register import RegistrationRefused
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -75,7 +78,10 @@ async def _run_worker(settings: Settings) -> None:
 async def _run_hostd(settings: Settings) -> None:
     if settings.nats_url is None:
         sys.exit("scloud hostd: SCLOUD_NATS_URL is required (a host talks only to NATS)")
-    await run_hostd(settings.nats_url, settings.host_id, _stop_on_signals(), settings)
+    try:
+        await run_hostd(settings.nats_url, settings.host_id, _stop_on_signals(), settings)
+    except RegistrationRefused as refused:
+        sys.exit(f"scloud hostd: {refused}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -89,11 +95,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("run", help="everything in one process (embedded PostgreSQL and NATS)")
     sub.add_parser("api", help="the REST API")
     sub.add_parser("worker", help="projections and the relay to NATS")
-    sub.add_parser("hostd", help="the host daemon of one hypervisor")
+    hostd = sub.add_parser("hostd", help="the host daemon of one hypervisor")
+    hostd.add_argument(
+        "--join-token", help="register with this join token (default: SCLOUD_HOST_JOIN_TOKEN)"
+    )
     sub.add_parser("replay", help="audit, verification and rebuilds (scloud replay --help)")
     parsed = parser.parse_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
+    if getattr(parsed, "join_token", None):
+        settings = msgspec.structs.replace(settings, host_join_token=parsed.join_token)
     runners = {"run": _run_all, "api": _run_api, "worker": _run_worker, "hostd": _run_hostd}
     asyncio.run(runners[parsed.command](settings))
 

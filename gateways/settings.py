@@ -38,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Deliver webhooks to loopback addresses only (test and sandbox platforms)."""
     host_id: str = socket.gethostname()
     """This hypervisor's name, for ``scloud hostd``."""
+    host_join_token: str | None = None
+    """A join token an admin issued: ``scloud hostd`` registers with it (once) over NATS."""
+    host_register_subject: str = "hosts.register"
+    """Where host daemons send their registration request and the platform answers it."""
     host_driver: str = "libvirt"
     """``libvirt`` (QEMU through libvirt, qcow2 disks) or ``simulated`` (in memory)."""
     libvirt_uri: str = "qemu:///system"
@@ -76,6 +80,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             stream_name=env.get("SCLOUD_STREAM", defaults.stream_name),
             subject_prefix=env.get("SCLOUD_SUBJECT_PREFIX", defaults.subject_prefix),
             host_id=env.get("SCLOUD_HOST_ID", defaults.host_id),
+            host_join_token=env.get("SCLOUD_HOST_JOIN_TOKEN") or None,
+            host_register_subject=env.get(
+                "SCLOUD_HOST_REGISTER_SUBJECT", defaults.host_register_subject
+            ),
             host_driver=env.get("SCLOUD_HOST_DRIVER", defaults.host_driver),
             libvirt_uri=env.get("SCLOUD_LIBVIRT_URI", defaults.libvirt_uri),
             libvirt_domain_type=env.get("SCLOUD_LIBVIRT_DOMAIN_TYPE", defaults.libvirt_domain_type),

@@ -14,6 +14,7 @@ from hostd.apply import Host, HostLayout
 from hostd.daemon import DaemonOptions, HostDaemon
 from hostd.drivers.compute.port import ComputeDriver
 from hostd.heartbeat import BUCKET, beat
+from hostd.register import join
 from hostd.storage.port import StorageDriver
 from hostd.streams import HostBus, checked_host_id
 
@@ -54,12 +55,30 @@ async def run_hostd(
     *,
     bus: HostBus | None = None,
     bucket_name: str = BUCKET,
+    join_token: str | None = None,
+    hostname: str | None = None,
 ) -> None:
     """Serve this host's commands and send its heartbeat every ``every`` seconds until stop.
 
     ``bus`` and ``bucket_name`` name other streams and another heartbeat bucket (tests).
+    With a join token (``join_token`` or ``SCLOUD_HOST_JOIN_TOKEN``) the host first
+    registers over NATS as ``hostname`` and runs under the host id the platform answers
+    (``host_id`` is then not used); without one, ``host_id`` names a registered host.
     """
     settings = settings or Settings()
+    token = join_token or settings.host_join_token
+    if token:
+        joined = await join(
+            nats_url,
+            token,
+            stop,
+            state_dir=settings.host_state_dir or settings.state_dir / "host",
+            hostname=hostname,
+            subject=settings.host_register_subject,
+        )
+        if joined is None:
+            return  # stopped before any platform answered
+        host_id = joined
     try:
         checked_host_id(host_id)
     except ValueError as error:

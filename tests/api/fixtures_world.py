@@ -232,6 +232,12 @@ async def _host(api: Api) -> dict[str, Any]:
     }
 
 
+async def _join_token(api: Api, owner: Caller) -> str:
+    cluster_id = await create("cls", api, api.admin)
+    response = await api.admin.post(f"/v1/admin/clusters/{cluster_id}/join-tokens", json={})
+    return str((await api.settled(response))["resource_id"])
+
+
 async def _ip_pool(api: Api) -> dict[str, Any]:
     return {
         **await _in_region(api),
@@ -270,6 +276,7 @@ CREATORS: dict[str, Creator] = {
     "rgn": _inventory("/v1/admin/regions", _region),
     "cls": _inventory("/v1/admin/clusters", _cluster),
     "hst": _inventory("/v1/admin/hosts", _host),
+    "jtk": _join_token,
     "ipp": _inventory("/v1/admin/ip-pools", _ip_pool),
     "imp": _inventory("/v1/admin/image-pools", _image_pool),
     "flv": _inventory("/v1/admin/flavors", _flavor),
