@@ -144,7 +144,8 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
 
 def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None]]:
     """The compute process managers: steps to hosts, outcomes back, deadlines, lost hosts,
-    overloaded hosts."""
+    overloaded hosts, drift between what hosts report and what should be there."""
+    from api.services.drift import DriftHealer
     from api.services.host_failure import HostFailures, run_host_failures
     from api.services.host_registration import HostRegistrar
     from api.services.rebalance import Rebalancer, run_rebalancer
@@ -188,6 +189,7 @@ def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None
             ),
             stop,
         ),
+        DriftHealer(platform.executor, schema, platform.nats).run(stop),
     ]
 
 

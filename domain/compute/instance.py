@@ -569,6 +569,103 @@ class Instance(Aggregate):
             )
         return console
 
+    # -- drift: what its host reports against what should be there --------------------
+
+    drift: dict[str, Any] | None = None
+    """The last drift found (host_id, observed, expected, action, step_id, until): a heal
+    sent by itself (no step of the instance) is not sent again for the same host before
+    ``until``."""
+
+    @staticmethod
+    def expected_on(status: str, placed_on: str | None, host_id: str) -> str | None:
+        """What should be on ``host_id`` of an instance in ``status`` placed on ``placed_on``:
+        running, stopped or absent; None while a step's outcome is pending, or in error
+        (where its guest is may be unknown: an operator or a retry decides)."""
+        if status in TRANSITIONAL or status == ERROR:
+            return None
+        if placed_on != host_id or status == PURGED:
+            return "absent"
+        return RUNNING if status == RUNNING else STOPPED  # stopped, recycled
+
+    @staticmethod
+    def heal_for(expected: str | None, observed: str) -> str | None:
+        """The host action that makes ``observed`` what is ``expected``; None if it holds.
+
+        A guest meant to stop that is found crashed, or found missing, is left be (its
+        next start defines it again from its spec).
+        """
+        if expected is None or observed == expected:
+            return None
+        if expected == RUNNING:
+            return "rebuild" if observed == "absent" else "ensure_running"
+        if expected == STOPPED:
+            return "ensure_stopped" if observed in (RUNNING, "paused") else None
+        return None if observed == "absent" else "ensure_absent"
+
+    def drift_heal(self, host_id: str, observed: str) -> str | None:
+        """The action that heals what ``host_id`` observed; None when nothing differs or a
+        heal sent for it alone is still in flight."""
+        action = self.heal_for(self.expected_on(self.status, self.host_id, host_id), observed)
+        if action is None or self._heals_by_step(action) or self.drift is None:
+            return action
+        same = (self.drift["host_id"], self.drift["action"]) == (host_id, action)
+        if same and clock.now() < datetime.fromisoformat(self.drift["until"]):
+            return None
+        return action
+
+    def _heals_by_step(self, action: str) -> bool:
+        return action in ("rebuild", "ensure_running") or (
+            action == "ensure_stopped" and self.status == STOPPED
+        )
+
+    def detect_drift(self, host_id: str, observed: str, step_id: str) -> str | None:
+        """``host_id`` reports the guest ``observed``: record the difference and heal it.
+
+        Running but found stopped (or missing): started again (rebuilt), through starting
+        (building) like any start, so its status says what runs. Stopped but found running:
+        stopped through stopping. Found where it should not be (elsewhere, purged), or
+        running while in the recycle bin: the host is told to remove (stop) it, by this
+        event alone, not again for that host before the step deadline. The action, or None.
+        """
+        action = self.drift_heal(host_id, observed)
+        if action is None:
+            return None
+        expected = self.expected_on(self.status, self.host_id, host_id)
+        assert expected is not None
+        now = clock.now()
+        step = self._heals_by_step(action)
+        until = now + DEADLINES[STOPPING]
+        self._drift_detected(host_id, observed, expected, action, step_id, step, until)
+        if action == "rebuild":
+            self._stepped(BUILDING, step_id, now + DEADLINES[BUILDING])
+        elif action == "ensure_running":
+            self._stepped(STARTING, step_id, now + DEADLINES[STARTING])
+        elif step:
+            self._stepped(STOPPING, step_id, now + DEADLINES[STOPPING])
+        return action
+
+    @event("DriftDetected")
+    def _drift_detected(
+        self,
+        host_id: str,
+        observed: str,
+        expected: str,
+        action: str,
+        step_id: str,
+        step: bool,
+        until: datetime,
+    ) -> None:
+        """``step``: a step of the instance heals it (sent as steps are); otherwise the
+        dispatcher sends ``action`` to ``host_id`` under ``step_id`` for this event."""
+        self.drift = {
+            "host_id": host_id,
+            "observed": observed,
+            "expected": expected,
+            "action": action,
+            "step_id": step_id,
+            "until": until.isoformat(),
+        }
+
     # -- rules -----------------------------------------------------------------------
 
     def _require(self, *states: str) -> None:

@@ -231,6 +231,15 @@ class Host(Aggregate):
     def _marked_up(self) -> None:
         self.down = False
 
+    def found_unknown_guest(self, instance_id: str, observed: str, step_id: str) -> None:
+        """Its report shows a guest no instance of the platform is: it is removed (the
+        dispatcher sends ``ensure_absent`` under ``step_id`` for this event)."""
+        self._unknown_guest_found(instance_id, observed, step_id)
+
+    @event("UnknownGuestFound")
+    def _unknown_guest_found(self, instance_id: str, observed: str, step_id: str) -> None:
+        pass
+
     # -- capacity claims: the authority the scheduler only advises --------------------
 
     def used(self) -> dict[str, int]:

@@ -44,6 +44,8 @@ _INSTANCE = "domain.compute.instance:Instance."
 _EVACUATED = f"{_INSTANCE}Evacuated"
 _MIGRATED = f"{_INSTANCE}Migrated"
 _UNMIGRATED = f"{_INSTANCE}MigrationFailed"
+_DRIFT = f"{_INSTANCE}DriftDetected"
+_UNKNOWN_GUEST = "domain.inventory.host:Host.UnknownGuestFound"
 _STEPS = {
     f"{_INSTANCE}Scheduled",
     f"{_INSTANCE}StepStarted",
@@ -201,6 +203,28 @@ class HostCommandDispatcher:
             action=Action.ENSURE_ABSENT,
         )
 
+    @staticmethod
+    def heal_for(event: RecordedEvent) -> HostCommand | None:
+        """A drift healed by its event alone (not by a step of the instance): the guest is
+        removed from (or stopped on) the host that reported it. See api/services/drift.py."""
+        state = msgspec.json.decode(event.state)
+        if not isinstance(state, dict) or state.get("step"):
+            return None  # the step event that follows it is sent as steps are
+        unknown = event.topic == _UNKNOWN_GUEST
+        host_id = event.originator_id if unknown else state.get("host_id")
+        instance_id = state.get("instance_id") if unknown else event.originator_id
+        action = Action.ENSURE_ABSENT if unknown else Action(str(state.get("action")))
+        step_id = state.get("step_id")
+        if not all(isinstance(v, str) for v in (host_id, instance_id, step_id)):
+            return None
+        return HostCommand(
+            step_id=str(step_id),
+            host_id=str(host_id),
+            instance_id=str(instance_id),
+            action=action,
+            force=action == Action.ENSURE_STOPPED,
+        )
+
     async def _spec(self, instance: Instance) -> GuestSpec:
         image = await self.repository.get(instance.image_id, Image)
         return GuestSpec(
@@ -240,6 +264,10 @@ class HostCommandDispatcher:
                     leftover = self.leftover_for(event)
                     if leftover is not None:
                         await self.publish(leftover)
+                if event.topic in (_DRIFT, _UNKNOWN_GUEST):
+                    heal = self.heal_for(event)
+                    if heal is not None:
+                        await self.publish(heal)
                 if event.topic in _STEPS:
                     command = await self.command_for(event)
                     if command is not None:
