@@ -10,7 +10,15 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateways.bus.hostwire import Action, Console, GuestSpec, HostCommand, HostOutcome
+from gateways.bus.hostwire import (
+    IMAGE_ACTIONS,
+    Action,
+    Console,
+    GuestSpec,
+    HostCommand,
+    HostOutcome,
+    ImageReport,
+)
 from gateways.bus.hostwire import PowerState as WireState
 from hostd.drivers.compute.port import (
     ComputeDriver,
@@ -20,7 +28,7 @@ from hostd.drivers.compute.port import (
     Nic,
     PowerState,
 )
-from hostd.storage.port import RootDisk, StorageDriver, StorageError
+from hostd.storage.port import ImageFile, ImageSource, RootDisk, StorageDriver, StorageError
 
 
 @dataclass(frozen=True)
@@ -169,8 +177,48 @@ async def reinstall(host: Host, command: HostCommand) -> None:
         await host.compute.start(instance_id)
 
 
+async def make_image(host: Host, command: HostCommand) -> ImageFile:
+    """Import a source into the pool, or flatten the instance's disk there, as the image."""
+    order = command.image
+    if order is None:
+        raise StorageError(f"{command.action} needs an image order")
+    if command.action == Action.IMPORT_IMAGE:
+        source = ImageSource(url=order.url, path=order.path, format=order.source_format)
+        return await host.storage.import_image(
+            order.image_id, source=source, pool=order.pool_location
+        )
+    if await host.compute.state(command.instance_id) not in (PowerState.STOPPED, PowerState.ABSENT):
+        raise StorageError(f"{command.instance_id} is not stopped: its disk is not exported")
+    return await host.storage.export_image(
+        command.instance_id, image_id=order.image_id, pool=order.pool_location
+    )
+
+
+async def apply_image(host: Host, command: HostCommand) -> HostOutcome:
+    error: str | None = None
+    report: ImageReport | None = None
+    try:
+        made = await make_image(host, command)
+        report = ImageReport(
+            location=made.location,
+            size_bytes=made.size_bytes,
+            virtual_size_bytes=made.virtual_size_bytes,
+            sha256=made.sha256,
+        )
+    except (DriverError, StorageError) as failure:
+        error = str(failure) or type(failure).__name__
+    state = (
+        WireState.ABSENT
+        if command.action == Action.IMPORT_IMAGE
+        else await observe(host, command.instance_id)
+    )
+    return outcome(host, command, state, error, image=report)
+
+
 async def apply(host: Host, command: HostCommand) -> HostOutcome:
     """Enact the command and say how it went: ok, or the driver's cause, and the state seen."""
+    if command.action in IMAGE_ACTIONS:
+        return await apply_image(host, command)
     error: str | None = None
     try:
         await enact(host, command)
@@ -196,6 +244,8 @@ def outcome(
     state: WireState,
     error: str | None,
     console: Console | None = None,
+    *,
+    image: ImageReport | None = None,
 ) -> HostOutcome:
     return HostOutcome(
         step_id=command.step_id,
@@ -206,4 +256,6 @@ def outcome(
         state=state,
         error=error,
         console=console,
+        image_id=None if command.image is None else command.image.image_id,
+        image=image,
     )

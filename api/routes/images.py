@@ -10,11 +10,14 @@ from aiohttp import web
 from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
+from api.services import compute, images
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork, other_tenants
-from domain.compute.image import Image
+from domain.compute.image import Image, ImageSourceInvalid, ImageSourceNotPublic
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.inventory.image_pool import ImagePool
+from domain.subscriptions.webhook import WebhookTargetNotPublic, WebhookTargetUnresolvable
+from gateways.webhooks.targets import check_target
 
 router = Router()
 
@@ -38,6 +41,39 @@ class RegisterImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cmdline: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
 
 
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Architecture = Literal["x86_64", "aarch64"]
+OsFamily = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+MinDisk = Annotated[int, msgspec.Meta(ge=0, le=65536)]
+
+
+class ImageSourceBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Exactly one: an http(s) URL, or (platform staff only) a file in the pool's
+    ``incoming`` directory on its hosts."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
+    path: Path | None = None
+
+
+class ImportImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Fetch an image into a qcow2 image pool; it is ``importing`` until a host of the pool's
+    region reports the converted file (``available``, with its size and SHA-256) or a cause
+    (``error``)."""
+
+    name: Name
+    pool_id: Id
+    source: ImageSourceBody
+    architecture: Architecture = "x86_64"
+    os_family: OsFamily = "linux"
+    min_disk_gb: MinDisk = 1
+    format: Literal["qcow2", "raw"] | None = None
+    """What the source is; left out, the host probes it. Stored as qcow2 either way."""
+
+
+class ExportImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+
+
 class ShareImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     tenant_id: Id
 
@@ -56,6 +92,14 @@ class ImageView(msgspec.Struct, kw_only=True):
     direct_kernel_boot: bool
     shared_with: list[str]
     status: str
+    """``importing``, ``available``, ``error`` or ``deleted``."""
+    source: dict[str, str] | None = None
+    size_bytes: int | None = None
+    virtual_size_bytes: int | None = None
+    checksum: str | None = None
+    """SHA-256 of the image file, as its host measured it."""
+    error: str | None = None
+    deadline: str | None = None
 
 
 class ImagePage(msgspec.Struct, kw_only=True):
@@ -129,6 +173,102 @@ async def register_image(call: Call) -> web.Response:
         return await _register(unit, tenant_id, body)
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))
+
+
+async def _import(call: Call, body: ImportImage, tenant_id: str | None) -> web.Response:
+    staff = tenant_id is None
+    if body.source.url is not None:
+        images.check_source_url(body.source.url)
+        try:
+            # A tenant's URL must point at a public address: hosts are not a way inside.
+            await check_target(body.source.url, allow_private=staff)
+        except WebhookTargetNotPublic as refused:
+            address = refused.context.get("address")
+            raise ImageSourceNotPublic(
+                f"the URL's host resolves to {address}, not a public address: tenants "
+                "import images from public addresses only",
+                field="source.url",
+                address=str(address),
+            ) from None
+        except WebhookTargetUnresolvable as refused:
+            raise ImageSourceInvalid(refused.detail, field="source.url") from None
+    platform = call.platform
+    await platform.host_health.start()
+    hosts = await platform.documents.ids_of_kind(platform.store.pool, "hst")
+    health = {host_id: compute.Health(*platform.host_health.health(host_id)) for host_id in hosts}
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        return await images.import_image(
+            unit,
+            tenant_id=tenant_id,
+            staff=staff,
+            name=body.name,
+            pool_id=body.pool_id,
+            url=body.source.url,
+            path=body.source.path,
+            source_format=body.format,
+            architecture=body.architecture,
+            os_family=body.os_family,
+            min_disk_gb=body.min_disk_gb,
+            host_ids=hosts,
+            health=health,
+        )
+
+    return call.accepted(await call.execute(decide, tenant_id=tenant_id))
+
+
+@router.route(
+    "POST",
+    "/v1/admin/images/actions/import",
+    summary="Import a public image from a URL or a file in the pool's incoming directory",
+    action="admin:image:create",
+    body=ImportImage,
+    response=Accepted,
+    status=202,
+    tags=("images", "admin"),
+)
+async def import_public_image(call: Call) -> web.Response:
+    return await _import(call, call.body, None)
+
+
+@router.route(
+    "POST",
+    "/v1/images/actions/import",
+    summary="Import a private image from an http(s) URL",
+    action="compute:image:create",
+    body=ImportImage,
+    response=Accepted,
+    status=202,
+    tags=("images",),
+)
+async def import_private_image(call: Call) -> web.Response:
+    tenant_id = call.me.tenant_id
+    if tenant_id is None:
+        raise ValidationFailed("staff import public images at /v1/admin/images/actions/import")
+    return await _import(call, call.body, tenant_id)
+
+
+@router.route(
+    "POST",
+    "/v1/instances/{id}/actions/export-image",
+    summary="Export a stopped instance's disk as a new private image of its tenant",
+    action="compute:image:create",
+    body=ExportImage,
+    response=Accepted,
+    status=202,
+    kind="i",
+    tags=("images", "instances"),
+)
+async def export_instance_image(call: Call) -> web.Response:
+    body: ExportImage = call.body
+    instance_id = call.request.match_info["id"]
+    document = await call.document(instance_id, "i", "compute:image:create")
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        instance = await compute.instance_of(unit, instance_id, document.tenant_id)
+        return await images.export_image(unit, instance, body.name)
+
+    return call.accepted(await call.execute(decide, tenant_id=document.tenant_id))
 
 
 @router.route(

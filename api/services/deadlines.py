@@ -10,7 +10,7 @@ import asyncio
 import logging
 from datetime import datetime
 
-from api.services import migration
+from api.services import images, migration
 from api.services.executor import CommandExecutor, Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
@@ -72,5 +72,6 @@ async def run_deadlines(
         now = clock.now()
         for instance_id in await overdue(executor, schema, now):
             await expire(executor, instance_id, now)
+        await images.expire_overdue_images(executor, schema)
 
     await every(seconds, stop, round_, "deadlines")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from api.services import migration
+from api.services import images, migration
 from api.services.executor import CommandExecutor, Decided
 from api.services.unit_of_work import UnitOfWork
 from domain.compute.instance import BUILDING, ERROR, REINSTALLING, RUNNING, Instance
 from domain.errors import DomainError, NotFound
 from domain.inventory.host import Host
 from domain.metadata import Actor, ActorKind, CommandContext
-from gateways.bus.hostwire import Action, HostOutcome
+from gateways.bus.hostwire import IMAGE_ACTIONS, Action, HostOutcome
 from gateways.eventstore.records import ConcurrencyConflict
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ _REACHED = {
 
 async def apply_outcome(executor: CommandExecutor, outcome: HostOutcome) -> None:
     """Append what the outcome means; a repeat (same step) is answered from the first."""
+    if outcome.action in IMAGE_ACTIONS:
+        await images.image_reported(executor, outcome)
+        return
 
     async def decide(unit: UnitOfWork) -> Decided:
         try:

@@ -15,7 +15,7 @@ import msgspec
 from nats.js import JetStreamContext
 from nats.js.api import Header
 
-from domain.compute.image import Image
+from domain.compute.image import IMPORTING, Image
 from domain.compute.instance import (
     DELETING,
     MIGRATING,
@@ -31,8 +31,16 @@ from domain.compute.instance import (
 )
 from domain.errors import NotFound
 from domain.inventory.host import Host
+from domain.inventory.image_pool import ImagePool
 from gateways.bus import hostwire
-from gateways.bus.hostwire import Action, GuestPassword, GuestSpec, HostCommand, MigrationOrder
+from gateways.bus.hostwire import (
+    Action,
+    GuestPassword,
+    GuestSpec,
+    HostCommand,
+    ImageOrder,
+    MigrationOrder,
+)
 from gateways.eventstore.records import RecordedEvent
 from gateways.eventstore.repository import Repository
 from gateways.waiting import wait_any
@@ -46,6 +54,7 @@ _MIGRATED = f"{_INSTANCE}Migrated"
 _UNMIGRATED = f"{_INSTANCE}MigrationFailed"
 _DRIFT = f"{_INSTANCE}DriftDetected"
 _UNKNOWN_GUEST = "domain.inventory.host:Host.UnknownGuestFound"
+_IMAGE_STEP = "domain.compute.image:Image.ImportStarted"
 _STEPS = {
     f"{_INSTANCE}Scheduled",
     f"{_INSTANCE}StepStarted",
@@ -225,6 +234,35 @@ class HostCommandDispatcher:
             force=action == Action.ENSURE_STOPPED,
         )
 
+    async def image_command_for(self, event: RecordedEvent) -> HostCommand | None:
+        """An image's import (or an instance's export) for the host chosen for it."""
+        try:
+            image = await self.repository.get(event.originator_id, Image)
+        except NotFound:
+            return None
+        state = msgspec.json.decode(event.state)
+        step_id = state.get("step_id") if isinstance(state, dict) else None
+        if image.status != IMPORTING or image.step_id is None or image.host_id is None:
+            return None  # reported, deleted or timed out before we got to it
+        if image.step_id != step_id or image.deleted:
+            return None
+        pool = await self.repository.get(image.pool_id, ImagePool)
+        source = image.source or {}
+        exported = source.get("instance_id")
+        return HostCommand(
+            step_id=image.step_id,
+            host_id=image.host_id,
+            instance_id=exported or image.id,
+            action=Action.EXPORT_IMAGE if exported else Action.IMPORT_IMAGE,
+            image=ImageOrder(
+                image_id=image.id,
+                pool_location=pool.location,
+                url=source.get("url"),
+                path=source.get("path"),
+                source_format=source.get("format"),
+            ),
+        )
+
     async def _spec(self, instance: Instance) -> GuestSpec:
         image = await self.repository.get(instance.image_id, Image)
         return GuestSpec(
@@ -268,6 +306,10 @@ class HostCommandDispatcher:
                     heal = self.heal_for(event)
                     if heal is not None:
                         await self.publish(heal)
+                if event.topic == _IMAGE_STEP:
+                    imaging = await self.image_command_for(event)
+                    if imaging is not None:
+                        await self.publish(imaging)
                 if event.topic in _STEPS:
                     command = await self.command_for(event)
                     if command is not None:

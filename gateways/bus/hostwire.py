@@ -45,6 +45,14 @@ class Action(StrEnum):
     """Rebuild the root disk from ``spec``'s image; running afterwards if ``start``."""
     SET_PASSWORD = "set_password"  # noqa: S105 - an action, not a password
     """Set a user's password in the running guest from its crypt(3) hash."""
+    IMPORT_IMAGE = "import_image"
+    """Fetch ``image``'s source (a URL or a file of the pool's incoming directory) and convert
+    it to qcow2 in the pool; ``instance_id`` is the image's id."""
+    EXPORT_IMAGE = "export_image"
+    """Flatten the (stopped) instance's root disk into the pool as ``image.image_id``."""
+
+
+IMAGE_ACTIONS = frozenset({Action.IMPORT_IMAGE, Action.EXPORT_IMAGE})
 
 
 class GuestSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +87,24 @@ class GuestPassword(msgspec.Struct, frozen=True, kw_only=True):
     """crypt(3) SHA-512 (``$6$…``), as /etc/shadow and cloud-init's hashed_passwd take it."""
 
 
+class ImageOrder(msgspec.Struct, frozen=True, kw_only=True):
+    image_id: str
+    pool_location: str
+    """The image pool's directory on the host: the result is ``<pool>/<image_id>.qcow2``."""
+    url: str | None = None
+    path: str | None = None
+    source_format: str | None = None
+    """What the source is (``qemu-img -f``); None: probed. A source with a backing file or an
+    external data file is refused either way (it would copy host files into the image)."""
+
+
+class ImageReport(msgspec.Struct, frozen=True, kw_only=True):
+    location: str
+    size_bytes: int
+    virtual_size_bytes: int
+    sha256: str
+
+
 class HostCommand(msgspec.Struct, frozen=True, kw_only=True):
     step_id: str
     host_id: str
@@ -91,6 +117,7 @@ class HostCommand(msgspec.Struct, frozen=True, kw_only=True):
     """For a reinstall: start the guest on its new disk."""
     migration: MigrationOrder | None = None
     password: GuestPassword | None = None
+    image: ImageOrder | None = None
 
 
 class Console(msgspec.Struct, frozen=True):
@@ -111,6 +138,9 @@ class HostOutcome(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     console: Console | None = None
     """The guest's VNC endpoint when it runs here after the command."""
+    image_id: str | None = None
+    """The image an import or export step made (with ``image``, its file, when ok)."""
+    image: ImageReport | None = None
 
 
 class ObservedState(msgspec.Struct, frozen=True, kw_only=True):

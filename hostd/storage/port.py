@@ -19,6 +19,26 @@ class RootDisk(msgspec.Struct, frozen=True, kw_only=True):
     format: str = "qcow2"
 
 
+class ImageSource(msgspec.Struct, frozen=True, kw_only=True):
+    """Exactly one of ``url`` (http or https) and ``path`` (a file in the pool's incoming
+    directory, ``<pool>/incoming/``)."""
+
+    url: str | None = None
+    path: str | None = None
+    format: str | None = None
+    """``qemu-img -f``; None lets qemu-img probe."""
+
+
+class ImageFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A finished image in a pool: always qcow2, with no backing file."""
+
+    location: str
+    size_bytes: int
+    virtual_size_bytes: int
+    sha256: str
+    format: str = "qcow2"
+
+
 class StorageError(Exception):
     """The disk could not be made or removed; the message is the cause in the outcome."""
 
@@ -39,3 +59,16 @@ class StorageDriver(Protocol):
         ...
 
     async def root_disk(self, instance_id: str) -> RootDisk | None: ...
+
+    async def import_image(self, image_id: str, *, source: ImageSource, pool: str) -> ImageFile:
+        """``<pool>/<image_id>.qcow2`` exists, converted from the source; its size and digest.
+
+        Idempotent: an image already there is reported again, never fetched twice. A scheme
+        other than http(s), a path outside ``<pool>/incoming``, or a source with a backing
+        file is refused with StorageError.
+        """
+        ...
+
+    async def export_image(self, instance_id: str, *, image_id: str, pool: str) -> ImageFile:
+        """The instance's root disk flattened (no backing file) into ``<pool>/<image_id>.qcow2``."""
+        ...

@@ -9,15 +9,22 @@ that a redelivered command would then take for a finished one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import aiohttp
 import msgspec
 
-from hostd.storage.port import RootDisk, StorageError
+from hostd.storage.port import ImageFile, ImageSource, RootDisk, StorageError
 
 GIB = 1024**3
+SOURCE_FORMATS = frozenset({"qcow2", "raw"})
+"""Only these: a vmdk descriptor (and others) can name host files as its extents."""
+MAX_DOWNLOAD = 256 * GIB
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -28,9 +35,12 @@ class _Info(msgspec.Struct, rename="kebab"):
 
 
 class Qcow2Storage:
-    def __init__(self, state_dir: Path, *, qemu_img: str = "qemu-img") -> None:
+    def __init__(
+        self, state_dir: Path, *, qemu_img: str = "qemu-img", max_download: int = MAX_DOWNLOAD
+    ) -> None:
         self.disks = state_dir / "disks"
         self.qemu_img = qemu_img
+        self.max_download = max_download
 
     def path(self, instance_id: str) -> Path:
         if not _SAFE_NAME.match(instance_id) or ".." in instance_id:
@@ -89,6 +99,118 @@ class Qcow2Storage:
             size_gb=-(-info.virtual_size // GIB),
         )
 
+    async def import_image(self, image_id: str, *, source: ImageSource, pool: str) -> ImageFile:
+        final = self._image_path(pool, image_id)
+        if final.exists():
+            return await self._image_file(final)
+        if (source.url is None) == (source.path is None):
+            raise StorageError("an import needs exactly one of a URL and a path")
+        if source.format is not None and source.format not in SOURCE_FORMATS:
+            raise StorageError(f"cannot import images of format {source.format!r}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        download = final.with_name(f"{final.name}.download")
+        try:
+            if source.url is not None:
+                await self._download(source.url, download)
+                origin = download
+            else:
+                origin = self._incoming(pool, source.path or "")
+            await self._convert(origin, source.format, final)
+        finally:
+            download.unlink(missing_ok=True)
+        return await self._image_file(final)
+
+    async def export_image(self, instance_id: str, *, image_id: str, pool: str) -> ImageFile:
+        final = self._image_path(pool, image_id)
+        if final.exists():
+            return await self._image_file(final)
+        disk = self.path(instance_id)
+        if not disk.exists():
+            raise StorageError(f"{instance_id} has no root disk on this host")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # Flattened: the result has no backing file (convert reads through the chain). A
+        # running guest holds its disk's write lock, so qemu-img refuses one that runs.
+        await self._write_qcow2(disk, "qcow2", final)
+        return await self._image_file(final)
+
+    def _image_path(self, pool: str, image_id: str) -> Path:
+        root = Path(pool)
+        if not root.is_absolute() or ".." in root.parts:
+            raise StorageError(f"image pool {pool!r} is not an absolute directory")
+        if not _SAFE_NAME.match(image_id) or ".." in image_id:
+            raise StorageError(f"{image_id!r} cannot name an image file")
+        return root / f"{image_id}.qcow2"
+
+    @staticmethod
+    def _incoming(pool: str, path: str) -> Path:
+        """The source file, which must be (after symlinks) in ``<pool>/incoming``."""
+        incoming = Path(os.path.realpath(Path(pool) / "incoming"))
+        real = Path(os.path.realpath(path))
+        if not Path(path).is_absolute() or not real.is_relative_to(incoming) or real == incoming:
+            raise StorageError(f"{path} is not in the image pool's incoming directory {incoming}")
+        if not real.is_file():
+            raise StorageError(f"{path} is not a file on this host")
+        return real
+
+    async def _download(self, url: str, into: Path) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StorageError(f"{url!r}: only http:// and https:// URLs are imported")
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+        written = 0
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, allow_redirects=False) as response,
+            ):
+                if response.status != 200:
+                    raise StorageError(f"GET {url}: HTTP {response.status}")
+                with into.open("wb") as file:
+                    async for chunk in response.content.iter_chunked(1 << 20):
+                        written += len(chunk)
+                        if written > self.max_download:
+                            raise StorageError(f"{url} is larger than {self.max_download} bytes")
+                        await asyncio.to_thread(file.write, chunk)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise StorageError(f"GET {url}: {error or type(error).__name__}") from error
+
+    async def _convert(self, origin: Path, source_format: str | None, final: Path) -> None:
+        """Check what the source really is, then write it as a standalone qcow2 file."""
+        args = ["info", "--output=json"]
+        if source_format is not None:
+            args += ["-f", source_format]
+        try:
+            info = json.loads(await self._run(*args, str(origin)))
+        except ValueError as error:
+            raise StorageError(f"qemu-img info: {error}") from error
+        found = info.get("format")
+        if found not in SOURCE_FORMATS:
+            raise StorageError(f"the source is {found!r}, not an image format that is imported")
+        data = (info.get("format-specific") or {}).get("data") or {}
+        if info.get("backing-filename") or info.get("full-backing-filename"):
+            raise StorageError("the source has a backing file; import a standalone image")
+        if data.get("data-file"):
+            raise StorageError("the source has an external data file; import a standalone image")
+        await self._write_qcow2(origin, str(found), final)
+
+    async def _write_qcow2(self, origin: Path, source_format: str, final: Path) -> None:
+        partial = final.with_name(f"{final.name}.part")
+        partial.unlink(missing_ok=True)
+        try:
+            await self._run(
+                "convert", "-q", "-f", source_format, "-O", "qcow2", str(origin), str(partial)
+            )
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    async def _image_file(self, path: Path) -> ImageFile:
+        info = await self._info(path, "qcow2")
+        size, digest = await asyncio.to_thread(_measure, path)
+        return ImageFile(
+            location=str(path), size_bytes=size, virtual_size_bytes=info.virtual_size, sha256=digest
+        )
+
     def _base(self, image_location: str) -> Path:
         if image_location.startswith("rbd:"):
             raise StorageError(f"image {image_location} is in Ceph; this host keeps qcow2 files")
@@ -125,3 +247,14 @@ class Qcow2Storage:
             message = errors.decode(errors="replace").strip() or f"exit {process.returncode}"
             raise StorageError(f"qemu-img {args[0]}: {message}")
         return output
+
+
+def _measure(path: Path) -> tuple[int, str]:
+    """The file's size and SHA-256."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            size += len(chunk)
+            digest.update(chunk)
+    return size, digest.hexdigest()

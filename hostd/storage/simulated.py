@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
 
-from hostd.storage.port import RootDisk, StorageError
+from hostd.storage.port import ImageFile, ImageSource, RootDisk, StorageError
+
+GIB = 1024**3
 
 
 class SimulatedStorage:
@@ -13,6 +18,11 @@ class SimulatedStorage:
         self.images = images
         self.root = root
         self.disks: dict[str, RootDisk] = {}
+        self.imports: dict[str, ImageSource] = {}
+        """Image location → what it was imported from (nothing is fetched)."""
+        self.exports: dict[str, str] = {}
+        """Image location → the instance whose disk it was made from."""
+        self.made: dict[str, ImageFile] = {}
 
     async def ensure_root_disk(
         self, instance_id: str, *, image_location: str, image_format: str, size_gb: int
@@ -44,3 +54,50 @@ class SimulatedStorage:
 
     async def root_disk(self, instance_id: str) -> RootDisk | None:
         return self.disks.get(instance_id)
+
+    async def import_image(self, image_id: str, *, source: ImageSource, pool: str) -> ImageFile:
+        location = _image_location(pool, image_id)
+        if location in self.made:
+            return self.made[location]
+        if (source.url is None) == (source.path is None):
+            raise StorageError("an import needs exactly one of a URL and a path")
+        if source.url is not None:
+            parts = urlsplit(source.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise StorageError(f"{source.url!r}: only http:// and https:// URLs are imported")
+        else:
+            path = PurePosixPath(source.path or "")
+            incoming = PurePosixPath(pool) / "incoming"
+            if ".." in path.parts or not path.is_relative_to(incoming) or path == incoming:
+                raise StorageError(
+                    f"{source.path} is not in the image pool's incoming directory {incoming}"
+                )
+            if self.images is not None and str(path) not in self.images:
+                raise StorageError(f"{source.path} is not a file on this host")
+        self.imports[location] = source
+        return self._made(location, source.url or source.path or "", GIB)
+
+    async def export_image(self, instance_id: str, *, image_id: str, pool: str) -> ImageFile:
+        location = _image_location(pool, image_id)
+        if location in self.made:
+            return self.made[location]
+        disk = self.disks.get(instance_id)
+        if disk is None:
+            raise StorageError(f"{instance_id} has no root disk on this host")
+        self.exports[location] = instance_id
+        return self._made(location, f"{instance_id}:{disk.image_location}", disk.size_gb * GIB)
+
+    def _made(self, location: str, origin: str, virtual_size: int) -> ImageFile:
+        made = self.made[location] = ImageFile(
+            location=location,
+            size_bytes=1 << 20,
+            virtual_size_bytes=virtual_size,
+            sha256=hashlib.sha256(origin.encode()).hexdigest(),
+        )
+        return made
+
+
+def _image_location(pool: str, image_id: str) -> str:
+    if not pool.startswith("/") or ".." in pool.split("/") or "/" in image_id or ".." in image_id:
+        raise StorageError(f"{image_id!r} in {pool!r} cannot name an image file")
+    return f"{pool.rstrip('/')}/{image_id}.qcow2"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -10,8 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
-from hostd.storage.port import StorageDriver, StorageError
+from hostd.storage.port import ImageSource, StorageDriver, StorageError
 from hostd.storage.qcow2 import Qcow2Storage
 from hostd.storage.simulated import SimulatedStorage
 
@@ -125,3 +127,170 @@ async def test_qcow2_refuses_disk_files_outside_its_directory(tmp_path: Path) ->
     storage = Qcow2Storage(tmp_path / "state")
     with pytest.raises(StorageError):
         await storage.delete_root_disk("../etc/passwd")
+
+
+# -- images: import from a URL or the pool's incoming directory, export of a disk ----------
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Path:
+    """An image pool directory with a raw 2 MiB file in its incoming directory."""
+    root = tmp_path / "pool"
+    (root / "incoming").mkdir(parents=True)
+    (root / "incoming" / "disk.raw").write_bytes(b"\xeb\x63" + bytes(2 * 1024**2 - 2))
+    return root
+
+
+@pytest.fixture
+async def served(pool: Path) -> AsyncIterator[str]:
+    """A loopback HTTP server handing out the pool's incoming files: its base URL."""
+    app = web.Application()
+    app.router.add_static("/files", pool / "incoming")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/files"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def importer(
+    request: pytest.FixtureRequest, tmp_path: Path, base_image: Path, pool: Path
+) -> AsyncIterator[StorageDriver]:
+    if request.param == "qcow2":
+        yield Qcow2Storage(tmp_path / "state")
+    else:
+        yield SimulatedStorage(images={str(base_image), str(pool / "incoming" / "disk.raw")})
+
+
+both = pytest.mark.parametrize("importer", ["qcow2", "simulated"], indirect=True)
+
+
+@both
+async def test_an_image_is_imported_from_a_url_once(
+    importer: StorageDriver, pool: Path, served: str
+) -> None:
+    source = ImageSource(url=f"{served}/disk.raw", format="raw")
+    made = await importer.import_image("img-one", source=source, pool=str(pool))
+    assert made.location == str(pool / "img-one.qcow2")
+    assert made.format == "qcow2" and made.size_bytes > 0
+    assert re.fullmatch(r"[0-9a-f]{64}", made.sha256)
+    again = await importer.import_image("img-one", source=source, pool=str(pool))
+    assert again == made
+
+
+@both
+async def test_an_image_is_imported_from_the_incoming_directory(
+    importer: StorageDriver, pool: Path
+) -> None:
+    source = ImageSource(path=str(pool / "incoming" / "disk.raw"))
+    made = await importer.import_image("img-two", source=source, pool=str(pool))
+    assert made.location == str(pool / "img-two.qcow2")
+    assert made.virtual_size_bytes > 0
+
+
+@both
+@pytest.mark.parametrize(
+    "source",
+    [
+        ImageSource(url="file:///etc/passwd"),
+        ImageSource(url="ftp://127.0.0.1/disk.raw"),
+        ImageSource(path="/etc/passwd"),
+        ImageSource(path="{pool}/incoming/../../etc/passwd"),
+        ImageSource(),
+    ],
+)
+async def test_imports_from_elsewhere_are_refused(
+    importer: StorageDriver, pool: Path, source: ImageSource
+) -> None:
+    if source.path is not None:
+        source = ImageSource(path=source.path.replace("{pool}", str(pool)))
+    with pytest.raises(StorageError):
+        await importer.import_image("img-three", source=source, pool=str(pool))
+    assert not (pool / "img-three.qcow2").exists()
+
+
+@both
+async def test_a_root_disk_is_exported_as_an_image(
+    importer: StorageDriver, pool: Path, base_image: Path
+) -> None:
+    with pytest.raises(StorageError, match="i-seven"):
+        await importer.export_image("i-seven", image_id="img-four", pool=str(pool))
+    await importer.ensure_root_disk(
+        "i-seven", image_location=str(base_image), image_format="qcow2", size_gb=1
+    )
+    made = await importer.export_image("i-seven", image_id="img-four", pool=str(pool))
+    assert made.location == str(pool / "img-four.qcow2")
+    assert made.virtual_size_bytes == 1024**3
+    assert await importer.export_image("i-seven", image_id="img-four", pool=str(pool)) == made
+
+
+async def test_qcow2_converts_a_downloaded_image_to_a_standalone_qcow2(
+    tmp_path: Path, pool: Path, served: str
+) -> None:
+    storage = Qcow2Storage(tmp_path / "state")
+    made = await storage.import_image(
+        "img-five", source=ImageSource(url=f"{served}/disk.raw"), pool=str(pool)
+    )
+    info = _qemu_info(made.location)
+    assert info["format"] == "qcow2" and "backing-filename" not in info
+    assert info["virtual-size"] == 2 * 1024**2 == made.virtual_size_bytes
+    assert (made.size_bytes, made.sha256) == _measured(made.location)
+    assert _listing(pool) == ["img-five.qcow2", "incoming"]
+    with pytest.raises(StorageError, match="HTTP 404"):
+        await storage.import_image(
+            "img-six", source=ImageSource(url=f"{served}/absent.raw"), pool=str(pool)
+        )
+    assert _listing(pool) == ["img-five.qcow2", "incoming"]
+
+
+def _measured(path: str) -> tuple[int, str]:
+    data = Path(path).read_bytes()
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def _listing(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.fixture
+def sneaky(tmp_path: Path, pool: Path) -> Path:
+    """A qcow2 in the incoming directory backed by a host file it should not expose."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host secret" * 100)
+    overlay = pool / "incoming" / "sneaky.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(secret), "-F", "raw",
+         str(overlay), "1M"],
+        check=True,
+    )  # fmt: skip
+    return overlay
+
+
+async def test_qcow2_refuses_a_source_with_a_backing_file(
+    tmp_path: Path, pool: Path, served: str, sneaky: Path
+) -> None:
+    """A qcow2 backed by a host file would copy that file into the tenant's image."""
+    storage = Qcow2Storage(tmp_path / "state")
+    for source in (
+        ImageSource(url=f"{served}/{sneaky.name}"),
+        ImageSource(url=f"{served}/{sneaky.name}", format="qcow2"),
+        ImageSource(path=str(sneaky)),
+    ):
+        with pytest.raises(StorageError, match="backing file"):
+            await storage.import_image("img-seven", source=source, pool=str(pool))
+    assert not (pool / "img-seven.qcow2").exists()
+
+
+async def test_qcow2_exports_are_flattened(tmp_path: Path, pool: Path, base_image: Path) -> None:
+    storage = Qcow2Storage(tmp_path / "state")
+    await storage.ensure_root_disk(
+        "i-eight", image_location=str(base_image), image_format="qcow2", size_gb=1
+    )
+    made = await storage.export_image("i-eight", image_id="img-eight", pool=str(pool))
+    info = _qemu_info(made.location)
+    assert info["format"] == "qcow2" and "backing-filename" not in info
