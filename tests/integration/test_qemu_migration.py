@@ -136,7 +136,7 @@ async def test_a_running_guest_migrates_to_another_libvirtd(
     await api.settled(await api.admin.post(f"/v1/admin/hosts/{host_b}/actions/disable"))
     async with hostd(nats_url, world.host_id, on_a), hostd(nats_url, host_b, on_b):
         await api.platform.host_health.start()
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(60):
             while not all(api.platform.host_health.health(h)[0] for h in (world.host_id, host_b)):
                 await asyncio.sleep(0.1)
         try:
