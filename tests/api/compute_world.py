@@ -69,3 +69,32 @@ async def compute_world(api: Api, *, vcpus: int = 2, capacity: dict[str, int] = 
         {"name": "tiny", "pool_id": pool_id, "location": "/var/lib/scloud/images/tiny.qcow2"},
     )
     return World(region_id, cluster_id, host_id, flavor_id, image_id)
+
+
+async def register_guest(api: Api, region_id: str, guest: Any) -> tuple[str, str]:
+    """The test guest (``tests.support.guest_image.GuestImage``) as an image of the region:
+    a qcow2 pool on its directory and the image on its disk, kernel and initrd.
+    Returns (pool id, image id)."""
+    pool_id = await create(
+        api,
+        "/v1/admin/image-pools",
+        {
+            "region_id": region_id,
+            "name": "test-guests",
+            "backend": "qcow2",
+            "location": str(guest.disk.parent),
+        },
+    )
+    image_id = await create(
+        api,
+        "/v1/admin/images",
+        {
+            "name": "busybox",
+            "pool_id": pool_id,
+            "location": str(guest.disk),
+            "kernel": str(guest.kernel),
+            "initrd": str(guest.initrd),
+            "cmdline": guest.cmdline,
+        },
+    )
+    return pool_id, image_id

@@ -25,7 +25,7 @@ import pytest
 
 from gateways.settings import Settings
 from hostd.main import run_hostd
-from tests.api.compute_world import compute_world, create
+from tests.api.compute_world import compute_world, register_guest
 from tests.api.conftest import Api
 from tests.api.conftest import api as api  # the platform fixture, for this test
 from tests.api.conftest import platform_overrides as platform_overrides  # which it needs
@@ -137,28 +137,7 @@ async def test_a_real_guest_boots_stops_and_is_deleted(
     host_dir: Path,
 ) -> None:
     world = await compute_world(api, vcpus=1)
-    pool_id = await create(
-        api,
-        "/v1/admin/image-pools",
-        {
-            "region_id": world.region_id,
-            "name": "test-guests",
-            "backend": "qcow2",
-            "location": str(guest.disk.parent),
-        },
-    )
-    image_id = await create(
-        api,
-        "/v1/admin/images",
-        {
-            "name": "busybox",
-            "pool_id": pool_id,
-            "location": str(guest.disk),
-            "kernel": str(guest.kernel),
-            "initrd": str(guest.initrd),
-            "cmdline": guest.cmdline,
-        },
-    )
+    _, image_id = await register_guest(api, world.region_id, guest)
     settings = Settings(
         host_driver="libvirt",
         libvirt_uri=libvirt_uri,

@@ -15,7 +15,7 @@ from pathlib import Path
 import libvirt
 
 from gateways.settings import Settings
-from tests.api.compute_world import compute_world, create
+from tests.api.compute_world import compute_world, create, register_guest
 from tests.api.conftest import Api, platform_overrides
 from tests.api.conftest import api as api  # the platform fixture, for this test
 from tests.api.test_compute_e2e import wait_status
@@ -53,28 +53,7 @@ async def test_console_reinstall_and_password_reset_of_a_real_guest(
     host_dir: Path,
 ) -> None:
     world = await compute_world(api, vcpus=1)
-    pool_id = await create(
-        api,
-        "/v1/admin/image-pools",
-        {
-            "region_id": world.region_id,
-            "name": "test-guests",
-            "backend": "qcow2",
-            "location": str(guest.disk.parent),
-        },
-    )
-    image_id = await create(
-        api,
-        "/v1/admin/images",
-        {
-            "name": "busybox",
-            "pool_id": pool_id,
-            "location": str(guest.disk),
-            "kernel": str(guest.kernel),
-            "initrd": str(guest.initrd),
-            "cmdline": guest.cmdline,
-        },
-    )
+    pool_id, image_id = await register_guest(api, world.region_id, guest)
     settings = Settings(
         host_driver="libvirt",
         libvirt_uri=libvirt_uri,
