@@ -16,7 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from api.app import build_app
 from api.bootstrap import Platform, ensure_first_admin, open_platform, run_worker
 from gateways.bus import hostwire
+from gateways.bus.hostwire import command_subject
 from gateways.settings import Settings
+from hostd.streams import durable_name
 from tests.integration.conftest import drop_schema
 
 ADMIN_PASSWORD = "admin-password-for-tests"
@@ -108,6 +110,19 @@ class Api:
 ApiFactory = Callable[[], Awaitable[Api]]
 
 
+async def forget_hosts(platform: Platform) -> None:
+    """Remove this platform's hosts from the shared NATS: their durable command consumers
+    and any commands still queued for them. A work-queue stream keeps both for ever, and
+    a machine's NATS outlives test runs: thousands left behind slowed every daemon down."""
+    hosts = await platform.documents.ids_of_kind(platform.store.pool, "hst")
+    jsm = platform.nats.jsm()
+    for host_id in hosts:
+        with contextlib.suppress(Exception):
+            await jsm.delete_consumer(hostwire.COMMANDS_STREAM, durable_name(host_id))
+        with contextlib.suppress(Exception):
+            await jsm.purge_stream(hostwire.COMMANDS_STREAM, subject=command_subject(host_id))
+
+
 @pytest.fixture
 def platform_overrides() -> dict[str, Any]:
     """Settings a test module changes for its platform (override this fixture)."""
@@ -154,5 +169,6 @@ async def api(
                     await platform.js.delete_consumer(
                         hostwire.OUTCOMES_STREAM, f"scloud-outcomes-{schema}"
                     )
+                await forget_hosts(platform)
     finally:
         await drop_schema(database_url, schema)
