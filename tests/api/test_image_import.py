@@ -125,7 +125,8 @@ async def test_an_image_still_importing_cannot_be_booted(
 ) -> None:
     place, fleet = world
     owner = await api.tenant("impatient")
-    fleet.dead.add(place.host_id)  # commands wait: the import never reports
+    # The daemon dies (not just its heartbeat): the import waits unpulled and never reports.
+    await fleet.kill(place.host_id)
     accepted = await api.settled(
         await owner.post(
             "/v1/images/actions/import",
