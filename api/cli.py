@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import msgspec
 
 from api.bootstrap import ensure_first_admin, open_platform, run_api, run_worker
-from gateways.embedded import platform_services
+from gateways.embedded import EmbeddedServiceError, host_libvirtd, platform_services
 from gateways.settings import Settings
 from hostd.main import run_hostd
 from hostd.register import RegistrationRefused
@@ -27,9 +27,14 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _run_all(settings: Settings) -> None:
-    """Everything in one process, on embedded PostgreSQL and NATS unless configured."""
+    """Everything in one process, on embedded PostgreSQL and NATS unless configured.
+
+    With the libvirt driver on ``qemu:///system`` a silent libvirtd is started here too
+    (and stopped last, after the host daemon); one that answers is left alone.
+    """
     stop = _stop_on_signals()
     async with (
+        host_libvirtd(settings),
         platform_services(settings) as (database_url, nats_url),
         open_platform(settings, database_url, nats_url) as platform,
     ):
@@ -106,7 +111,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if getattr(parsed, "join_token", None):
         settings = msgspec.structs.replace(settings, host_join_token=parsed.join_token)
     runners = {"run": _run_all, "api": _run_api, "worker": _run_worker, "hostd": _run_hostd}
-    asyncio.run(runners[parsed.command](settings))
+    try:
+        asyncio.run(runners[parsed.command](settings))
+    except EmbeddedServiceError as error:
+        sys.exit(f"scloud {parsed.command}: {error}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Is a PostgreSQL or a JetStream-enabled NATS usable at this URL right now?"""
+"""Is a PostgreSQL, a JetStream-enabled NATS or a libvirtd usable at this URL right now?"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
+from pathlib import Path
 
 import asyncpg
 import nats
@@ -47,4 +50,43 @@ async def jetstream_answers(url: str) -> bool:
                 await client.close()
     except Exception:  # any failure means "not usable here", which is the answer we want
         return False
+    return True
+
+
+async def libvirt_answers(uri: str, *, virsh: str = "virsh", timeout: float = 10.0) -> bool:
+    """True if ``virsh -c uri version`` succeeds within ``timeout`` seconds.
+
+    A libvirtd's first answer waits for its probe of QEMU (seconds): hence the long default.
+    """
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *(virsh, "-c", uri, "version"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:
+        return False
+    try:
+        async with asyncio.timeout(timeout):
+            return await process.wait() == 0
+    except TimeoutError:
+        return False
+    finally:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+async def unix_socket_answers(path: Path) -> bool:
+    """True if something accepts connections on the UNIX socket at ``path``."""
+    try:
+        async with asyncio.timeout(_PATIENCE_SECONDS):
+            _, writer = await asyncio.open_unix_connection(str(path))
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
     return True

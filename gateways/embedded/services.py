@@ -1,10 +1,11 @@
-"""The platform's PostgreSQL and NATS: the configured ones, or embedded ones started here."""
+"""The platform's PostgreSQL, NATS and libvirtd: the configured ones, or ones started here."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from gateways.embedded.libvirtd import LOCAL_SYSTEM_URIS, EmbeddedLibvirtd
 from gateways.embedded.nats import EmbeddedNats
 from gateways.embedded.postgres import EmbeddedPostgres
 from gateways.settings import Settings
@@ -26,3 +27,18 @@ async def platform_services(settings: Settings) -> AsyncIterator[tuple[str, str]
             nats = EmbeddedNats(settings.state_dir / "nats")
             nats_url = (await stack.enter_async_context(nats)).url
         yield database_url, nats_url
+
+
+@asynccontextmanager
+async def host_libvirtd(settings: Settings) -> AsyncIterator[EmbeddedLibvirtd | None]:
+    """The local host daemon's libvirtd: started here if it is ours to start and silent.
+
+    Only the libvirt driver on this machine's system URI needs it; for any other driver or
+    URI this yields None and starts nothing. A libvirtd that answers is used, not stopped.
+    """
+    if settings.host_driver != "libvirt" or settings.libvirt_uri not in LOCAL_SYSTEM_URIS:
+        yield None
+        return
+    libvirtd = EmbeddedLibvirtd(settings.state_dir / "libvirtd", uri=settings.libvirt_uri)
+    async with libvirtd:
+        yield libvirtd

@@ -1,24 +1,30 @@
-"""libvirtd for real-QEMU tests on a machine without systemd: started by hand, stopped by pid.
+"""libvirtd for real-QEMU tests on a machine without systemd, through the platform's own code.
 
-If ``qemu:///system`` already answers, that daemon is used and left alone. Otherwise
-``virtlogd`` and ``libvirtd`` are started as daemons with pid files of our own, and only
-those two pids are stopped afterwards.
+``running_libvirtd`` is ``gateways.embedded.libvirtd.EmbeddedLibvirtd`` (what ``scloud run``
+uses) for synchronous fixtures: if ``qemu:///system`` already answers, that daemon is used and
+left alone; otherwise ``virtlogd`` and ``libvirtd`` run as children of a thread of ours and
+only those two are stopped afterwards. ``_pid``, ``_alive`` and ``_stop`` serve the migration
+peer (tests/support/peer_libvirtd.py), whose daemons run in a mount namespace of their own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import grp
 import os
-import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
-URI = "qemu:///system"
-DAEMONS = ("virtlogd", "libvirtd", "virsh", "qemu-system-x86_64", "qemu-img")
+from gateways.embedded.errors import EmbeddedServiceError
+from gateways.embedded.libvirtd import SYSTEM_URI, EmbeddedLibvirtd
+
+URI = SYSTEM_URI
+T = TypeVar("T")
 
 
 class LibvirtdUnavailable(RuntimeError):
@@ -33,18 +39,6 @@ def answers(uri: str = URI, timeout: float = 10.0) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
-
-
-def _open_kvm() -> None:
-    """Without this every libvirt call re-probes QEMU and takes 30 to 40 s (INFRA-NOTES)."""
-    kvm = Path("/dev/kvm")
-    if not kvm.exists():
-        return
-    try:
-        os.chown(kvm, -1, grp.getgrnam("kvm").gr_gid)
-    except KeyError:
-        return  # no kvm group: libvirt runs QEMU as root or the package is missing
-    kvm.chmod(0o660)
 
 
 def _pid(pidfile: Path) -> int | None:
@@ -62,21 +56,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _start(name: str, pidfile: Path, log: Path) -> int:
-    env = {**os.environ, "LIBVIRT_LOG_OUTPUTS": f"3:file:{log}"}
-    done = subprocess.run(
-        [name, "-d", "-p", str(pidfile)], capture_output=True, text=True, env=env, check=False
-    )
-    if done.returncode != 0:
-        raise LibvirtdUnavailable(f"{name} -d failed ({done.returncode}): {done.stderr.strip()}")
-    deadline = time.monotonic() + 10
-    while (pid := _pid(pidfile)) is None:
-        if time.monotonic() > deadline:
-            raise LibvirtdUnavailable(f"{name} wrote no pid file {pidfile}; see {log}")
-        time.sleep(0.05)
-    return pid
-
-
 def _stop(pids: list[int], timeout: float = 10.0) -> None:
     """SIGTERM to each (they shut down in parallel), SIGKILL to any still there at the end."""
     for pid in pids:
@@ -90,11 +69,25 @@ def _stop(pids: list[int], timeout: float = 10.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _tail(log: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+class _LoopThread:
+    """An event loop on a thread of its own, alive while the daemons are.
+
+    The daemons get SIGTERM when the thread that forked them ends (their parent-death
+    signal), so they are started and stopped from here, never from a short-lived loop.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="libvirtd", daemon=True)
+        self._thread.start()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 @contextlib.contextmanager
@@ -102,36 +95,18 @@ def running_libvirtd(run_dir: Path, *, timeout: float = 90.0) -> Iterator[str]:
     """``qemu:///system`` answering for the duration; yields the URI.
 
     The first start on a machine probes QEMU's capabilities (about 8 s); libvirt caches them.
+    Daemon logs go to ``run_dir``.
     """
-    if answers():
-        yield URI
-        return
-    missing = [name for name in DAEMONS if shutil.which(name) is None]
-    if missing:
-        raise LibvirtdUnavailable(
-            f"{', '.join(missing)} not found: make test installs the Debian packages "
-            "(libvirt-daemon-system, libvirt-clients, qemu-system-x86, qemu-utils)"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _open_kvm()
-    started: dict[str, int] = {}
-    problems: list[str] = []
+    libvirtd = EmbeddedLibvirtd(run_dir, start_timeout=timeout)
+    thread = _LoopThread()
     try:
-        for name in ("virtlogd", "libvirtd"):
-            try:
-                started[name] = _start(name, run_dir / f"{name}.pid", run_dir / f"{name}.log")
-            except LibvirtdUnavailable as error:
-                # Another test run may be starting its own at this moment: wait and see.
-                problems.append(str(error))
-        log = run_dir / "libvirtd.log"
-        began = time.monotonic()
-        while not answers():
-            # Ours, alive: it may be probing QEMU. None of ours: a short grace for another's.
-            ours = "libvirtd" in started and _alive(started["libvirtd"])
-            if time.monotonic() - began > (timeout if ours else 10.0):
-                problems.append(f"virsh -c {URI} version does not answer; libvirtd log ({log}):")
-                raise LibvirtdUnavailable("\n".join([*problems, _tail(log)]))
-            time.sleep(0.2)
-        yield URI
+        try:
+            thread.run(libvirtd.start())
+        except EmbeddedServiceError as error:
+            raise LibvirtdUnavailable(str(error)) from error
+        try:
+            yield libvirtd.uri
+        finally:
+            thread.run(libvirtd.stop())
     finally:
-        _stop(list(started.values()))
+        thread.close()
