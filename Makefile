@@ -18,7 +18,7 @@ $(BIN)/python:
 
 # Debian packages: libvirt's headers for libvirt-python, and QEMU/libvirtd for real guests.
 SYSTEM_PACKAGES := pkg-config libvirt-dev libvirt-daemon-system libvirt-daemon-driver-qemu \
-	libvirt-clients qemu-system-x86 qemu-utils busybox-static cpio
+	libvirt-clients qemu-system-x86 qemu-utils busybox-static cpio qemu-guest-agent
 SYSTEM_STAMP := $(VENV)/.system-packages
 
 $(SYSTEM_STAMP): | $(BIN)/python

@@ -1,10 +1,14 @@
 """A tiny bootable guest for real-QEMU tests: Debian's cloud kernel and a busybox initramfs.
 
 The kernel comes from the ``linux-image-*-cloud-amd64`` package, downloaded and unpacked (never
-installed); the initramfs holds busybox-static, the two modules ACPI poweroff needs, and an
-``/init`` that prints ``SCLOUD-GUEST-UP <instance id>`` on the serial console and then waits,
-powering off when libvirt presses the ACPI power button. Everything is cached by kernel
-version, so only the first run downloads (about 27 MB) and later ones take milliseconds.
+installed); the initramfs holds busybox-static, the modules ACPI poweroff and the virtio
+console need, this machine's ``qemu-ga`` (qemu-guest-agent) and shadow's ``chpasswd`` with the
+shared libraries they load, and an ``/init`` that starts the agent, prints
+``SCLOUD-GUEST-UP <instance id>`` on the serial console and then waits, powering off when
+libvirt presses the ACPI power button and printing every /etc/shadow line that changes (a
+password set through the agent) as ``SCLOUD-SHADOW <line>``. Everything is cached by kernel
+version and by the initramfs's content, so only the first run downloads (about 27 MB) and
+later ones take milliseconds.
 """
 
 from __future__ import annotations
@@ -21,20 +25,60 @@ from pathlib import Path
 MARKER = "SCLOUD-GUEST-UP"
 POWEROFF_MARKER = "SCLOUD-GUEST-POWEROFF"
 """Printed when the guest powers off on the ACPI button (not when it is destroyed)."""
+SHADOW_MARKER = "SCLOUD-SHADOW"
+"""Prefixes each /etc/shadow line at boot and each one that changes later, e.g.
+``SCLOUD-SHADOW root:$6$…:20424:0:99999:7:::``."""
 CMDLINE = "console=ttyS0 quiet panic=-1"
 BUSYBOX = Path("/bin/busybox")
+AGENT = Path("/usr/sbin/qemu-ga")
+CHPASSWD = Path("/usr/sbin/chpasswd")
+"""What qemu-ga's guest-set-user-password runs (``chpasswd -e`` for a hash), found on PATH:
+busybox-static in Debian has no chpasswd applet, so shadow's own (package passwd) comes along."""
+AGENT_PORT = "org.qemu.guest_agent.0"
 META_PACKAGE = "linux-image-cloud-amd64"
 DEFAULT_CACHE = Path("/var/cache/scloud-test")
 """Not under /root or /tmp/pytest-of-*: QEMU runs as libvirt-qemu and must reach the files."""
-MODULES = ("kernel/drivers/input/evdev.ko", "kernel/drivers/acpi/button.ko")
-"""Loaded in this order: evdev gives the power button a /dev/input node acpid can read."""
+MODULES = (
+    "kernel/drivers/input/evdev.ko",
+    "kernel/drivers/acpi/button.ko",
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+    "kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+    "kernel/drivers/virtio/virtio_pci.ko",
+    "kernel/drivers/char/virtio_console.ko",
+)
+"""Loaded in this order (each after what it depends on): evdev gives the power button a
+/dev/input node acpid can read; virtio_console gives the guest agent its port. One the kernel
+has built in (``modules.builtin``) is skipped."""
+ACCOUNTS = (("root", 0, "/root"), ("debian", 1000, "/home/debian"))
+"""(user, uid, home) of the guest's accounts, each without a password (``*``) until one is set."""
+PASSWD = "".join(f"{user}:x:{uid}:{uid}:{user}:{home}:/bin/sh\n" for user, uid, home in ACCOUNTS)
+SHADOW = "".join(f"{user}:*:19000:0:99999:7:::\n" for user, _, _ in ACCOUNTS)
+GROUP = "".join(f"{user}:x:{uid}:\n" for user, uid, _ in ACCOUNTS)
 
 INIT = f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
+# The kernel gives init no PATH; qemu-ga finds chpasswd on the one it inherits.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev
 for module in /lib/modules/*.ko; do insmod "$module"; done
+# What udev does: /dev/virtio-ports/<name> for each named port. QEMU announces the ports
+# (and then their names) after the driver probes, so wait for the agent's.
+mkdir -p /dev/virtio-ports
+i=0
+while [ ! -e /dev/virtio-ports/{AGENT_PORT} ] && [ $i -lt 100 ]; do
+    for port in /sys/class/virtio-ports/*; do
+        name=$(cat "$port/name" 2>/dev/null) && [ -n "$name" ] || continue
+        ln -sf "/dev/${{port##*/}}" "/dev/virtio-ports/$name"
+    done
+    [ -e /dev/virtio-ports/{AGENT_PORT} ] || sleep 0.1
+    i=$((i + 1))
+done
+qemu-ga -m virtio-serial -p /dev/virtio-ports/{AGENT_PORT} -t /run -f /run/qemu-ga.pid &
+agent=/proc/$!/fd
 # acpid opens /dev/input/event0.. once, at start: wait for devtmpfs to show every device,
 # then for acpid to hold them all, so the marker means "up and listening for the button".
 wanted=$(ls /sys/class/input | grep -c event)
@@ -48,9 +92,24 @@ i=0
 while [ "$(ls -l $fds 2>/dev/null | grep -c /dev/input/)" -lt "$wanted" ] && [ $i -lt 50 ]; do
     sleep 0.1; i=$((i + 1))
 done
+# The agent holds its port open once it listens: then libvirt sees it connected.
+i=0
+while ! ls -l $agent 2>/dev/null | grep -q /dev/vport && [ $i -lt 50 ]; do
+    sleep 0.1; i=$((i + 1))
+done
+sed "s/^/{SHADOW_MARKER} /" /etc/shadow
+cp /etc/shadow /run/shadow.shown
 # libvirt puts the instance id in the SMBIOS serial number.
 echo "{MARKER} $(cat /sys/class/dmi/id/product_serial 2>/dev/null || echo unknown)"
-while true; do sleep 3600; done
+# chpasswd replaces /etc/shadow by a rename: a copy is one whole version of it.
+while true; do
+    cp /etc/shadow /run/shadow.now
+    if ! cmp -s /run/shadow.now /run/shadow.shown; then
+        grep -vxF -f /run/shadow.shown /run/shadow.now | sed "s/^/{SHADOW_MARKER} /"
+        mv /run/shadow.now /run/shadow.shown
+    fi
+    sleep 0.2
+done
 """
 POWER_BUTTON = f"#!/bin/sh\necho {POWEROFF_MARKER} > /dev/console\npoweroff -f\n"
 
@@ -112,10 +171,47 @@ def _download_kernel(package: str, version: str, into: Path) -> tuple[bytes, dic
         (deb,) = work.glob("*.deb")
         _run("dpkg-deb", "-x", str(deb), str(work / "tree"))
         modules = work / "tree" / "lib" / "modules" / version
+        builtin = set((modules / "modules.builtin").read_text().split())
         return (
             (work / "tree" / "boot" / f"vmlinuz-{version}").read_bytes(),
-            {Path(module).name: (modules / module).read_bytes() for module in MODULES},
+            {
+                Path(module).name: (modules / module).read_bytes()
+                for module in MODULES
+                if module not in builtin
+            },
         )
+
+
+def _shared_libraries(binary: Path) -> list[Path]:
+    """What the dynamic loader maps for ``binary``, the loader itself included (``ldd``)."""
+    found: list[Path] = []
+    for line in _run("ldd", str(binary)).splitlines():
+        words = line.split()
+        if "=>" in words:
+            target = words[words.index("=>") + 1]
+            if not target.startswith("/"):
+                raise RuntimeError(f"{binary} needs {words[0]}, which ldd cannot find")
+            found.append(Path(target))
+        elif words and words[0].startswith("/"):
+            found.append(Path(words[0]))  # the loader, named by its absolute path
+    return found
+
+
+def _host_files() -> dict[str, bytes]:
+    """The executables the guest takes from this machine, with their libraries, by path."""
+    for binary, package in (
+        (BUSYBOX, "busybox-static"),
+        (AGENT, "qemu-guest-agent"),
+        (CHPASSWD, "passwd"),
+    ):
+        if not binary.is_file():
+            raise RuntimeError(f"{binary} is missing: apt-get install {package}")
+    files = {str(BUSYBOX): BUSYBOX.read_bytes()}
+    for binary in (AGENT, CHPASSWD):
+        files[str(binary)] = binary.read_bytes()
+        for library in _shared_libraries(binary):
+            files[str(library)] = library.read_bytes()  # through symlinks: the file itself
+    return files
 
 
 def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
@@ -135,21 +231,29 @@ def _cpio_newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def _initramfs(modules: dict[str, bytes]) -> bytes:
+def _initramfs(modules: dict[str, bytes], host_files: dict[str, bytes]) -> bytes:
     directory, executable, regular = 0o040755, 0o100755, 0o100644
-    entries: list[tuple[str, int, bytes]] = [
-        (name, directory, b"")
-        for name in ("bin", "dev", "proc", "sys", "etc", "etc/acpi", "etc/acpi/PWRF", "lib")
-    ]
-    entries.append(("lib/modules", directory, b""))
+    files: dict[str, tuple[int, bytes]] = {
+        path.lstrip("/"): (executable, data) for path, data in host_files.items()
+    }
     for index, (name, data) in enumerate(modules.items()):
-        entries.append((f"lib/modules/{index}-{name}", regular, data))
-    entries += [
-        ("bin/busybox", executable, BUSYBOX.read_bytes()),
-        ("init", executable, INIT.encode()),
+        files[f"lib/modules/{index:02d}-{name}"] = (regular, data)  # the glob keeps the order
+    files |= {
+        "init": (executable, INIT.encode()),
         # busybox acpid runs ./PWRF/00000080 in its config dir for the power button.
-        ("etc/acpi/PWRF/00000080", executable, POWER_BUTTON.encode()),
-    ]
+        "etc/acpi/PWRF/00000080": (executable, POWER_BUTTON.encode()),
+        "etc/passwd": (regular, PASSWD.encode()),
+        "etc/group": (regular, GROUP.encode()),
+        "etc/shadow": (0o100640, SHADOW.encode()),
+    }
+    directories = {"dev", "proc", "sys", "run", "tmp", *(home[1:] for _, _, home in ACCOUNTS)}
+    for path in [*files, *directories]:
+        parent = Path(path).parent
+        while parent != Path("."):
+            directories.add(str(parent))
+            parent = parent.parent
+    entries = [(name, directory, b"") for name in sorted(directories)]
+    entries += [(name, mode, data) for name, (mode, data) in files.items()]
     return gzip.compress(_cpio_newc(entries), compresslevel=1, mtime=0)
 
 
@@ -162,23 +266,25 @@ def guest_image(cache: Path | None = None) -> GuestImage:
     root = cache or cache_dir()
     package = kernel_package()
     version = package.removeprefix("linux-image-")
-    recipe = hashlib.sha256(
-        "\0".join([INIT, POWER_BUTTON, CMDLINE, *MODULES]).encode()
-    ).hexdigest()[:8]
-    guest = root / "guests" / f"{version}-{recipe}"
+    host_files = _host_files()
+    # Keyed by everything that goes in, so an upgraded qemu-ga or libc makes a new guest.
+    recipe = hashlib.sha256()
+    for part in (INIT, POWER_BUTTON, CMDLINE, PASSWD, SHADOW, GROUP, *MODULES):
+        recipe.update(part.encode() + b"\0")
+    for path, data in sorted(host_files.items()):
+        recipe.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+    guest = root / "guests" / f"{version}-{recipe.hexdigest()[:8]}"
     image = GuestImage(
         disk=guest / "empty.qcow2", kernel=guest / "vmlinuz", initrd=guest / "initrd.gz"
     )
     if not guest.is_dir():
-        if not BUSYBOX.is_file():
-            raise RuntimeError(f"{BUSYBOX} is missing: apt-get install busybox-static")
         guest.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=guest.parent) as scratch:
             work = Path(scratch)
             work.chmod(0o755)  # apt's _apt user downloads inside
             kernel, modules = _download_kernel(package, version, work)
             (work / image.kernel.name).write_bytes(kernel)
-            (work / image.initrd.name).write_bytes(_initramfs(modules))
+            (work / image.initrd.name).write_bytes(_initramfs(modules, host_files))
             _run("qemu-img", "create", "-q", "-f", "qcow2", str(work / image.disk.name), "64M")
             os.rename(work, guest)
             work.mkdir()  # for TemporaryDirectory's cleanup
