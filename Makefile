@@ -21,7 +21,7 @@ SYSTEM_PACKAGES := pkg-config libvirt-dev libvirt-daemon-system libvirt-daemon-d
 	libvirt-clients qemu-system-x86 qemu-utils busybox-static cpio qemu-guest-agent
 SYSTEM_STAMP := $(VENV)/.system-packages
 
-$(SYSTEM_STAMP): | $(BIN)/python
+$(SYSTEM_STAMP): Makefile | $(BIN)/python
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "install as root: apt-get install $$missing"; exit 1; fi; \

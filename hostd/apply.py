@@ -84,6 +84,8 @@ def instance_spec(
         nics=tuple(Nic(mac, tap_name(instance_id, i)) for i, mac in enumerate(guest.macs)),
         gpus=guest.gpus,
         serial_log=str(layout.serial_log(instance_id)),
+        max_vcpus=guest.max_vcpus,
+        max_memory_mb=guest.max_memory_mb,
     )
 
 
@@ -131,6 +133,12 @@ async def enact(host: Host, command: HostCommand) -> None:
             await migrate(host, command)
         case Action.REINSTALL:
             await reinstall(host, command)
+        case Action.RESIZE:
+            if command.spec is None:
+                raise DriverError("resize needs a guest spec")
+            await host.compute.resize(
+                instance_id, vcpus=command.spec.vcpus, memory_mb=command.spec.memory_mb
+            )
         case Action.SET_PASSWORD:
             if command.password is None:
                 raise DriverError("set_password needs a password hash")
@@ -158,19 +166,27 @@ async def migrate(host: Host, command: HostCommand) -> None:
 
 
 async def reinstall(host: Host, command: HostCommand) -> None:
-    """The root disk made afresh from the spec's image; started again if it ran before."""
+    """The root disk made afresh from the spec's image; started again if it ran before.
+
+    The disk records the step that made it: the same step delivered again (its ack lost,
+    even across a daemon restart) finds its disk made and only ensures the rest, instead
+    of wiping what the guest wrote since.
+    """
     spec = command.spec
     if spec is None:
         raise DriverError("reinstall needs a guest spec")
     instance_id = command.instance_id
-    if await host.compute.state(instance_id) != PowerState.ABSENT:
-        await host.compute.stop(instance_id)
-    await host.storage.delete_root_disk(instance_id)
+    made = await host.storage.root_disk(instance_id)
+    if made is None or made.made_by != command.step_id:
+        if await host.compute.state(instance_id) != PowerState.ABSENT:
+            await host.compute.stop(instance_id)
+        await host.storage.delete_root_disk(instance_id)
     disk = await host.storage.ensure_root_disk(
         instance_id,
         image_location=spec.image_location,
         image_format=spec.image_format,
         size_gb=spec.disk_gb,
+        made_by=command.step_id,
     )
     await host.compute.define(instance_spec(instance_id, spec, disk, host.layout))
     if command.start:

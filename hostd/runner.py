@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.msg import Msg
 
+from domain import clock
 from gateways.bus import hostwire
 from gateways.bus.hostwire import Action, HostCommand, HostOutcome
 from gateways.bus.hostwire import PowerState as WireState
@@ -101,6 +102,15 @@ class HostRunner:
                 command,
                 await observe(self.host, command.instance_id),
                 f"superseded by a later command for this instance (stream sequence {last})",
+            )
+        elif command.expires_at is not None and clock.now() > command.expires_at:
+            # The platform gave this step up meanwhile (its deadline passed while this host
+            # was away): applying it now would act behind the platform's back.
+            result = outcome(
+                self.host,
+                command,
+                await observe(self.host, command.instance_id),
+                f"expired: the platform gave this step up at {command.expires_at.isoformat()}",
             )
         elif sequence == last and command.action in _NOT_TWICE:
             # The same message again (its ack was lost): its outcome is already stored, and

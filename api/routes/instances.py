@@ -328,7 +328,14 @@ async def _not_without_body(unit: UnitOfWork, instance: Instance) -> None:
     raise AssertionError("resize always has its body")  # pragma: no cover
 
 
-_action("resize", "Resize a stopped instance to another flavor (cold)", _not_without_body, Resize)
+_action(
+    "resize",
+    "Resize to another flavor: a stopped one at its next start; a running one live"
+    " (vCPU and memory hot-plug) when it only grows within the room its guest was defined"
+    " with, otherwise stopped and started again at the new size",
+    _not_without_body,
+    Resize,
+)
 
 _action(
     "reinstall",

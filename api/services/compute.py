@@ -18,10 +18,12 @@ from api.services import preemption
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
+from domain.compute import hot_plug
 from domain.compute.image import Image
 from domain.compute.instance import DELETING, EVACUABLE, Instance
 from domain.compute.scheduler import (
     BatchPlacement,
+    GpuRequest,
     HostView,
     LiveLoad,
     PlacedInstance,
@@ -41,7 +43,7 @@ from domain.errors import Conflict, NotFound, ValidationFailed
 from domain.ids import new_id
 from domain.inventory.cluster import Cluster
 from domain.inventory.flavor import Flavor
-from domain.inventory.host import DISABLED, MAINTENANCE, Host
+from domain.inventory.host import DISABLED, MAINTENANCE, CapacityExhausted, Host
 from domain.inventory.region import Region
 from domain.quota.ledger import QuotaLedger, ledger_id
 from gateways.eventstore.repository import Repository
@@ -280,6 +282,7 @@ async def create_instances(
         vcpus=flavor.vcpus,
         memory_mb=flavor.memory_mb,
         disk_gb=disk,
+        gpus=gpu_request(flavor),
         preemptible=preemptible,
         server_group_id=server_group_id,
     )
@@ -296,14 +299,10 @@ async def create_instances(
         if decision.host_id is None and decision.preemption is None:
             raise NoCapacity(decision.reason or "no host can take this instance")
     now = clock.now()
+    room = hot_plug.ceiling(flavor.vcpus, flavor.memory_mb)
     created: list[str] = []
     for instance_id, decision in zip(instance_ids, batch.decisions, strict=True):
-        ledger.allocate(
-            instance_id,
-            region_id,
-            {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb},
-            region_defaults,
-        )
+        ledger.allocate(instance_id, region_id, quota_of(flavor), region_defaults)
         record = msgspec.to_builtins(decision)
         host_id, gpus = decision.host_id, decision.gpu_addresses
         if host_id is None:  # a regular instance that fits nowhere: its victims make room
@@ -341,6 +340,9 @@ async def create_instances(
             server_group_id=server_group_id,
             requested_at=now,
             charge_mode=charge_mode,
+            max_vcpus=room.vcpus,
+            max_memory_mb=room.memory_mb,
+            gpu_count=flavor.gpu_count,
         )
         instance.schedule(host_id, new_id("stp"), record)
         unit.add(instance)
@@ -393,10 +395,21 @@ async def claim_again(unit: UnitOfWork, instance: Instance) -> None:
     if instance.id in host.claims:
         return
     cluster = await unit.get(host.cluster_id, Cluster)
+    flavor = await unit.find(instance.flavor_id, Flavor)
+    wanted = None if flavor is None else gpu_request(flavor)
+    gpus: list[str] = []
+    if wanted is not None:  # its devices were given up with the claim: free ones of its model
+        free = [g["address"] for g in host.free_gpus() if wanted.model in (None, g["model"])]
+        if len(free) < wanted.count:
+            raise CapacityExhausted(
+                f"host {host.hostname} has {len(free)} free GPUs for {instance.id}, "
+                f"not {wanted.count}"
+            )
+        gpus = free[: wanted.count]
     host.claim(
         instance.id,
         {"vcpus": instance.vcpus, "memory_mb": instance.memory_mb, "disk_gb": instance.disk_gb},
-        [],
+        gpus,
         tenant_id=instance.tenant_id,
         preemptible=instance.preemptible,
         server_group_id=instance.server_group_id,
@@ -493,6 +506,7 @@ async def move_claim(
     """
     flavor = await unit.get(instance.flavor_id, Flavor)
     request = PlacementRequest(
+        gpus=gpu_request(flavor),
         instance_id=instance.id,
         tenant_id=instance.tenant_id,
         region_id=instance.region_id,
@@ -543,30 +557,55 @@ async def move_claim(
     return decision
 
 
-async def resize_instance(unit: UnitOfWork, instance: Instance, flavor_id: str) -> None:
-    """A cold resize on its host: the claim and the quota are taken again at the new size."""
+def gpu_request(flavor: Flavor) -> GpuRequest | None:
+    """The passthrough devices a flavor's instances need on their host (None: none)."""
+    if flavor.gpu_count == 0:
+        return None
+    return GpuRequest(flavor.gpu_count, flavor.gpu_model)
+
+
+def quota_of(flavor: Flavor) -> dict[str, int]:
+    """What one instance of ``flavor`` counts against its tenant's quota."""
+    usage = {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb}
+    if flavor.gpu_count:
+        usage["gpus"] = flavor.gpu_count
+    return usage
+
+
+async def resize_instance(unit: UnitOfWork, instance: Instance, flavor_id: str) -> str:
+    """Resize on its host (cold, hot or by a restart: see ``Instance.resize``); the claim
+    and the quota are taken again at the new size at once, so a host without room for the
+    growth refuses it here."""
     flavor = await unit.find(flavor_id, Flavor)
     if flavor is None or not flavor.enabled:
         raise ValidationFailed(f"{flavor_id} is not an orderable flavor", field="flavor_id")
     image = await unit.get(instance.image_id, Image)
     if flavor.architecture != image.architecture:
         raise ValidationFailed("the flavor is for another architecture than the image")
+    current = await unit.find(instance.flavor_id, Flavor)
+    if current is not None and gpu_request(current) != gpu_request(flavor):
+        raise ValidationFailed(
+            "an instance keeps its GPUs through a resize: choose a flavor with the same "
+            "GPU count and model",
+            field="flavor_id",
+        )
     if not flavor.min_disk_gb <= instance.disk_gb <= flavor.max_disk_gb:
         raise ValidationFailed(
             f"the instance's {instance.disk_gb} GB disk is outside this flavor's "
             f"{flavor.min_disk_gb}-{flavor.max_disk_gb} GB",
             field="flavor_id",
         )
-    instance.resize(flavor.id, flavor.vcpus, flavor.memory_mb)
+    how = instance.resize(
+        flavor.id,
+        flavor.vcpus,
+        flavor.memory_mb,
+        step_id=new_id("stp"),
+        maxima=hot_plug.ceiling(flavor.vcpus, flavor.memory_mb),
+    )
     ledger = await unit.get(ledger_id(instance.tenant_id), QuotaLedger)
     region = await unit.get(instance.region_id, Region)
     ledger.release(instance.id)
-    ledger.allocate(
-        instance.id,
-        instance.region_id,
-        {"instances": 1, "vcpus": flavor.vcpus, "memory_mb": flavor.memory_mb},
-        region.quota_defaults,
-    )
+    ledger.allocate(instance.id, instance.region_id, quota_of(flavor), region.quota_defaults)
     host = None if instance.host_id is None else await unit.get(instance.host_id, Host)
     if host is not None and instance.id in host.claims:  # a preempted one holds none
         cluster = await unit.get(host.cluster_id, Cluster)
@@ -582,3 +621,4 @@ async def resize_instance(unit: UnitOfWork, instance: Instance, flavor_id: str) 
             cpu_overcommit=cluster.cpu_overcommit,
             memory_overcommit=cluster.memory_overcommit,
         )
+    return how

@@ -15,9 +15,14 @@ on the instance's aggregate before it is acted on:
   (``ensure_stopped`` for the recycle bin); a guest no instance is → ``UnknownGuestFound``
   on the host, and ``ensure_absent``.
 
-Left alone: an instance in a transitional step (its outcome is pending), one in error (where
-its guest is may be unknown), a stopped one whose guest is missing (its next start builds it),
-and any instance whose last event is not older than the report (by ``margin`` seconds).
+An instance in error after a migration whose end nobody saw (its deadline passed) is settled
+where one of its two hosts finds the guest, running or stopped: ``MigrationSettled``, after
+which the other host is told to remove what it holds of it (see api/services/migration.py).
+
+Left alone: an instance in a transitional step (its outcome is pending), any other one in
+error (where its guest is may be unknown), a stopped one whose guest is missing (its next start
+builds it), and any instance whose last event is not older than the report (by ``margin``
+seconds).
 
 Debounce: a drift is healed only when ``confirmations`` (2) reports in a row show it, so a
 guest missing from one report is not rebuilt. While a step heals it the instance is
@@ -39,10 +44,11 @@ import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from api.services import migration
 from api.services.executor import CommandExecutor, CommandFailed, Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
-from domain.compute.instance import DEADLINES, PURGED, STOPPING, Instance
+from domain.compute.instance import DEADLINES, ERROR, PURGED, RUNNING, STOPPED, STOPPING, Instance
 from domain.errors import DomainError, NotFound
 from domain.inventory.host import Host
 from domain.metadata import Actor, CommandContext
@@ -65,6 +71,8 @@ BATCH = 500
 """Hosts whose documents are read in one query."""
 UNKNOWN_RETRY = DEADLINES[STOPPING]
 """How long a removal of an unknown guest is left to work before it is sent again."""
+SETTLE = "settle"
+"""What an instance in error expects of a host that reports its guest: to learn where it is."""
 
 
 class _Doc(msgspec.Struct, frozen=True):
@@ -190,9 +198,13 @@ class DriftHealer:
                 expected: str | None = ABSENT
             elif doc.updated_at > at - self.margin:
                 continue  # the report may predate its last step
+            elif doc.status == ERROR:
+                if observed not in (RUNNING, STOPPED):
+                    continue
+                expected = SETTLE
             else:
                 expected = Instance.expected_on(doc.status, doc.host_id, host_id)
-            if Instance.heal_for(expected, observed) is None:
+            if expected != SETTLE and Instance.heal_for(expected, observed) is None:
                 continue
             assert expected is not None
             earlier = before.get(instance_id)
@@ -222,6 +234,8 @@ class DriftHealer:
             instance = await self.repository.get(instance_id, Instance)
         except NotFound:
             return await self.remove_unknown(host_id, instance_id, observed, at)
+        if instance.status == ERROR:
+            return await self.settle(instance, host_id, observed, at)
         if not self._heals(instance, host_id, observed, at):
             return None  # the aggregate is further than its document: nothing (yet)
         version = instance.version
@@ -242,6 +256,34 @@ class DriftHealer:
         action = body.get("action") if body else None
         if action:
             log.info("drift: %s on %s observed %s: %s", instance_id, host_id, observed, action)
+        return action if isinstance(action, str) else None
+
+    async def settle(
+        self, instance: Instance, host_id: str, observed: str, at: datetime
+    ) -> str | None:
+        """An instance in error whose guest ``host_id`` found: settled there if a migration
+        nobody saw end left it so (see ``Instance.settles_on``); otherwise left alone."""
+        if instance.modified_on > at - self.margin or not instance.settles_on(host_id, observed):
+            return None
+        instance_id, version = instance.id, instance.version
+
+        async def decide(unit: UnitOfWork) -> Decided:
+            fresh = await unit.get(instance_id, Instance)
+            settled = await migration.settle_migration(unit, fresh, host_id, observed)
+            return Decided(
+                resource_id=instance_id,
+                body={"action": SETTLE if settled else None, "host_id": host_id},
+            )
+
+        context = CommandContext(
+            actor=ACTOR,
+            tenant_id=instance.tenant_id,
+            command_id=f"drift:{instance_id}:{host_id}:v{version}",
+        )
+        body = await self._run(context, "compute:instance:drift", decide)
+        action = body.get("action") if body else None
+        if action:
+            log.info("drift: %s found %s on %s: settled there", instance_id, observed, host_id)
         return action if isinstance(action, str) else None
 
     def _heals(self, instance: Instance, host_id: str, observed: str, at: datetime) -> bool:

@@ -88,6 +88,26 @@ async def migration_reported(unit: UnitOfWork, instance: Instance, outcome: Host
             instance.start(new_id("stp"))  # a cold move stopped it, then failed: start it again
 
 
+async def settle_migration(
+    unit: UnitOfWork, instance: Instance, host_id: str, observed: str
+) -> bool:
+    """A migration that ended unseen (its deadline passed) is settled where a host found the
+    guest: on the target, the target is claimed again and the source let go; on the source,
+    its claim was kept. False when the report settles nothing."""
+    move = instance.unsettled
+    if move is None or not instance.settle_migration(host_id, observed):
+        return False
+    if host_id == move["to_host_id"]:
+        await compute.claim_again(unit, instance)
+        source = await unit.get(move["from_host_id"], Host)
+        source.release(instance.id, f"migration settled on {host_id}")
+        if instance.server_group_id is not None:
+            group = await unit.find(instance.server_group_id, ServerGroup)
+            if group is not None:
+                group.rejoin(instance.id, host_id)
+    return True
+
+
 async def release_target(
     unit: UnitOfWork, instance: Instance, move: Mapping[str, object], reason: str
 ) -> None:

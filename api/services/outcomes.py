@@ -20,6 +20,7 @@ _REACHED = {
     Action.REBOOT: "running",
     Action.ENSURE_STOPPED: "stopped",
     Action.SET_PASSWORD: "running",
+    Action.RESIZE: "running",
 }
 
 

@@ -64,7 +64,9 @@ SERVICES = {
 }
 """FOCUS ServiceName and ServiceCategory of each dimension family."""
 
-_RUNS = frozenset({"running", "rebooting", "stopping", "migrating", "resetting_password"})
+_RUNS = frozenset(
+    {"running", "rebooting", "stopping", "migrating", "resetting_password", "resizing"}
+)
 _KEEPS_DISK = frozenset({"stopped", "starting", "recycled", "reinstalling"})
 
 

@@ -1,7 +1,7 @@
 """An instance: a virtual machine's whole life, as a state machine with deadlines.
 
 Every transitional state (building, starting, stopping, rebooting, deleting, migrating,
-reinstalling, resetting the password) has a deadline. The host's outcome ends it; if
+reinstalling, resetting the password, resizing) has a deadline. The host's outcome ends it; if
 none comes in time, ``time_out`` ends it with the cause, and what the step held (its host
 claim) is released by the saga.
 """
@@ -15,6 +15,7 @@ from eventsourcing.domain import event
 
 from domain import clock
 from domain.aggregate import Aggregate
+from domain.compute.hot_plug import Ceiling, fits_live
 from domain.errors import InvalidState
 
 
@@ -38,6 +39,8 @@ PREPARING, MOVING = "preparing", "moving"
 """A migration's phases: the target prepares the disk, then the source moves the guest."""
 REINSTALLING = "reinstalling"
 RESETTING_PASSWORD = "resetting_password"  # noqa: S105 - a status, not a password
+RESIZING = "resizing"
+"""A running guest given vCPUs and memory live (hot-plug)."""
 
 TRANSITIONAL = frozenset(
     {
@@ -50,6 +53,7 @@ TRANSITIONAL = frozenset(
         MIGRATING,
         REINSTALLING,
         RESETTING_PASSWORD,
+        RESIZING,
     }
 )
 DEADLINES = {
@@ -62,6 +66,7 @@ DEADLINES = {
     MIGRATING: timedelta(seconds=900),
     REINSTALLING: timedelta(seconds=300),
     RESETTING_PASSWORD: timedelta(seconds=120),
+    RESIZING: timedelta(seconds=120),
 }
 """How long each step may take before it is declared timed out.
 
@@ -79,6 +84,7 @@ EVACUABLE = frozenset(
         REINSTALLING,
         RESETTING_PASSWORD,
         MIGRATING,
+        RESIZING,
     }
 )
 """States an instance on a lost (or drained) host is moved from."""
@@ -103,6 +109,15 @@ class Instance(Aggregate):
     """The VNC endpoint its host last reported (host, port), while it runs."""
     preempted: dict[str, Any] | None = None
     """Its last preemption (host_id, preemption_id, reason)."""
+    gpu_count: int = 0
+    max_vcpus: int | None = None
+    max_memory_mb: int | None = None
+    """How far its guest can grow live (None: defined without room, so a resize restarts)."""
+    restart: bool = False
+    """While stopping for a resize: it is started again at its new size once stopped."""
+    unsettled: dict[str, str] | None = None
+    """In error after a migration nobody saw end (from_host_id, to_host_id): its guest is on
+    one of them, and the first of them to report it there settles where it is."""
 
     def __init__(
         self,
@@ -119,6 +134,9 @@ class Instance(Aggregate):
         server_group_id: str | None,
         requested_at: datetime,
         charge_mode: str = "on_demand",
+        max_vcpus: int | None = None,
+        max_memory_mb: int | None = None,
+        gpu_count: int = 0,
     ) -> None:
         self.tenant_id = tenant_id
         self.project_id = project_id
@@ -140,6 +158,10 @@ class Instance(Aggregate):
         self.hard = False
         self.charge_mode = charge_mode
         """``on_demand`` (metered) or ``prepaid`` (covered by a subscription)."""
+        self.max_vcpus = max_vcpus
+        self.max_memory_mb = max_memory_mb
+        self.gpu_count = gpu_count
+        """Passthrough devices it holds on its host (which ones: the host's claim)."""
 
     def view(self) -> dict[str, Any]:
         return {
@@ -161,6 +183,9 @@ class Instance(Aggregate):
             "error": self.error,
             "charge_mode": self.charge_mode,
             "migration": self.migration,
+            "max_vcpus": self.max_vcpus,
+            "max_memory_mb": self.max_memory_mb,
+            "gpu_count": self.gpu_count,
         }
 
     # -- placement and build ---------------------------------------------------------
@@ -195,8 +220,17 @@ class Instance(Aggregate):
                 self._password_reset(self.password["user"])
             else:
                 self._password_reset_failed(self.password["user"], error)
+        elif self.status == RESIZING:
+            if error is None:
+                self._reached(state)
+            else:  # the guest would not take it live: stopped, and started at the new size
+                self._hot_resize_refused(
+                    error, f"{step_id}.cold", clock.now() + DEADLINES[STOPPING]
+                )
         elif error is not None:
             self._failed(error)
+        elif self.status == STOPPING and self.restart:
+            self._stepped(STARTING, f"{step_id}.start", clock.now() + DEADLINES[STARTING])
         elif self.status == DELETING:
             self._recycled()
         elif self.status == REINSTALLING:
@@ -210,6 +244,7 @@ class Instance(Aggregate):
         self.status = state
         self.deadline = None
         self.step_id = None
+        self.unsettled = None
 
     @event("Failed")
     def _failed(self, reason: str) -> None:
@@ -217,6 +252,7 @@ class Instance(Aggregate):
         self.error = reason
         self.deadline = None
         self.step_id = None
+        self.restart = False
 
     def time_out(self, now: datetime) -> bool:
         """Declare the current step timed out if its deadline passed; True if it did."""
@@ -239,6 +275,7 @@ class Instance(Aggregate):
         self.error = f"{step} did not finish by {deadline.isoformat()}"
         self.deadline = None
         self.step_id = None
+        self.restart = False
 
     # -- power -----------------------------------------------------------------------
 
@@ -272,6 +309,8 @@ class Instance(Aggregate):
         self.step_id = step_id
         self.deadline = deadline
         self.error = None
+        self.restart = False
+        self.unsettled = None
 
     @event("Recycled")
     def _recycled(self) -> None:
@@ -295,6 +334,7 @@ class Instance(Aggregate):
     def _purged(self) -> None:
         # host_id stays: it is where the guest's remains are removed.
         self.status = PURGED
+        self.unsettled = None
 
     # -- host failure ----------------------------------------------------------------
 
@@ -333,6 +373,8 @@ class Instance(Aggregate):
         self.password = None
         self.console = None
         self.migration = None
+        self.restart = False
+        self.unsettled = None
 
     def deleted_with_host(self) -> None:
         """Its host is lost while it was being deleted: the guest went with it."""
@@ -360,18 +402,82 @@ class Instance(Aggregate):
 
     # -- size ------------------------------------------------------------------------
 
-    def resize(self, flavor_id: str, vcpus: int, memory_mb: int) -> None:
-        """A cold resize: the next start runs the guest at the new size."""
-        self._require(STOPPED)
+    def resize(
+        self, flavor_id: str, vcpus: int, memory_mb: int, *, step_id: str, maxima: Ceiling
+    ) -> str:
+        """Take another size: ``cold`` (stopped: its next start runs it at the new size),
+        ``hot`` (running, and it fits in the room its guest was defined with: given vCPUs
+        and memory live), or ``restart`` (running: stopped, and started at the new size).
+
+        The new size is the instance's at once (its claim, quota and bill follow it);
+        the steps make the guest match. ``maxima`` is the room a guest defined at the new
+        size gets (hot-plug policy), recorded for its next definition.
+        """
+        self._require(STOPPED, RUNNING)
         if (flavor_id, vcpus, memory_mb) == (self.flavor_id, self.vcpus, self.memory_mb):
             raise InvalidState("the instance already has this size", instance_id=self.id)
-        self._resized(flavor_id, vcpus, memory_mb)
+        if self.status == STOPPED:
+            self._resized(flavor_id, vcpus, memory_mb, maxima.vcpus, maxima.memory_mb)
+            return "cold"
+        self._require_host()
+        room = None
+        if self.max_vcpus is not None and self.max_memory_mb is not None:
+            room = Ceiling(self.max_vcpus, self.max_memory_mb)
+        if fits_live((self.vcpus, self.memory_mb), (vcpus, memory_mb), room):
+            assert room is not None  # the running guest keeps the room it was defined with
+            deadline = clock.now() + DEADLINES[RESIZING]
+            self._resize_started(flavor_id, vcpus, memory_mb, True, step_id, deadline, *room)
+            return "hot"
+        deadline = clock.now() + DEADLINES[STOPPING]
+        self._resize_started(flavor_id, vcpus, memory_mb, False, step_id, deadline, *maxima)
+        return "restart"
 
     @event("Resized")
-    def _resized(self, flavor_id: str, vcpus: int, memory_mb: int) -> None:
+    def _resized(
+        self,
+        flavor_id: str,
+        vcpus: int,
+        memory_mb: int,
+        max_vcpus: int | None = None,
+        max_memory_mb: int | None = None,
+    ) -> None:
         self.flavor_id = flavor_id
         self.vcpus = vcpus
         self.memory_mb = memory_mb
+        if max_vcpus is not None and max_memory_mb is not None:
+            self.max_vcpus, self.max_memory_mb = max_vcpus, max_memory_mb
+
+    @event("ResizeStarted")
+    def _resize_started(
+        self,
+        flavor_id: str,
+        vcpus: int,
+        memory_mb: int,
+        hot: bool,
+        step_id: str,
+        deadline: datetime,
+        max_vcpus: int,
+        max_memory_mb: int,
+    ) -> None:
+        """Hot: the host plugs vCPUs and memory in (resizing). Otherwise: stopping, then
+        started again at the new size."""
+        self.flavor_id = flavor_id
+        self.vcpus = vcpus
+        self.memory_mb = memory_mb
+        self.max_vcpus, self.max_memory_mb = max_vcpus, max_memory_mb
+        self.status = RESIZING if hot else STOPPING
+        self.restart = not hot
+        self.step_id = step_id
+        self.deadline = deadline
+        self.error = None
+
+    @event("HotResizeRefused")
+    def _hot_resize_refused(self, reason: str, step_id: str, deadline: datetime) -> None:
+        """The host could not plug it in (``reason``): the guest restarts at its size."""
+        self.status = STOPPING
+        self.restart = True
+        self.step_id = step_id
+        self.deadline = deadline
 
     # -- migration (operator actions) ------------------------------------------------
 
@@ -476,6 +582,39 @@ class Instance(Aggregate):
         self.migration = None
         self.step_id = None
         self.deadline = None
+        if status == ERROR:
+            self.unsettled = {"from_host_id": from_host_id, "to_host_id": to_host_id}
+
+    def settles_on(self, host_id: str, observed: str) -> bool:
+        """Whether ``host_id`` reporting the guest ``observed`` tells where a migration that
+        ended unseen left it: one of its two hosts, found running or stopped there."""
+        move = self.unsettled
+        return (
+            self.status == ERROR
+            and move is not None
+            and host_id in (move["from_host_id"], move["to_host_id"])
+            and observed in (RUNNING, STOPPED)
+        )
+
+    def settle_migration(self, host_id: str, observed: str) -> bool:
+        """The guest is found on ``host_id``: the instance is there, as found. False (nothing
+        recorded) when the report does not settle it; see ``settles_on``."""
+        if not self.settles_on(host_id, observed):
+            return False
+        move = self.unsettled
+        assert move is not None
+        self._migration_settled(move["from_host_id"], move["to_host_id"], host_id, observed)
+        return True
+
+    @event("MigrationSettled")
+    def _migration_settled(
+        self, from_host_id: str, to_host_id: str, host_id: str, status: str
+    ) -> None:
+        """The host it was not found on is told to remove what it holds of it."""
+        self.host_id = host_id
+        self.status = status
+        self.error = None
+        self.unsettled = None
 
     # -- system disk and guest credentials --------------------------------------------
 

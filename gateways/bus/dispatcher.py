@@ -23,6 +23,7 @@ from domain.compute.instance import (
     REBOOTING,
     REINSTALLING,
     RESETTING_PASSWORD,
+    RESIZING,
     RUNNING,
     STARTING,
     STOPPED,
@@ -52,6 +53,7 @@ _INSTANCE = "domain.compute.instance:Instance."
 _EVACUATED = f"{_INSTANCE}Evacuated"
 _MIGRATED = f"{_INSTANCE}Migrated"
 _UNMIGRATED = f"{_INSTANCE}MigrationFailed"
+_SETTLED = f"{_INSTANCE}MigrationSettled"
 _DRIFT = f"{_INSTANCE}DriftDetected"
 _UNKNOWN_GUEST = "domain.inventory.host:Host.UnknownGuestFound"
 _IMAGE_STEP = "domain.compute.image:Image.ImportStarted"
@@ -63,6 +65,8 @@ _STEPS = {
     f"{_INSTANCE}MigrationPrepared",
     f"{_INSTANCE}ReinstallStarted",
     f"{_INSTANCE}PasswordResetStarted",
+    f"{_INSTANCE}ResizeStarted",
+    f"{_INSTANCE}HotResizeRefused",
     _EVACUATED,
 }
 _ACTIONS = {
@@ -73,8 +77,11 @@ _ACTIONS = {
     MIGRATING: Action.MIGRATE,
     REINSTALLING: Action.REINSTALL,
     RESETTING_PASSWORD: Action.SET_PASSWORD,
+    RESIZING: Action.RESIZE,
 }
-_WITH_SPEC = frozenset({Action.ENSURE_RUNNING, Action.REINSTALL, Action.PREPARE_MIGRATION})
+_WITH_SPEC = frozenset(
+    {Action.ENSURE_RUNNING, Action.REINSTALL, Action.PREPARE_MIGRATION, Action.RESIZE}
+)
 
 
 class HostCommandDispatcher:
@@ -135,6 +142,7 @@ class HostCommandDispatcher:
             start=action == Action.REINSTALL and instance.resume == RUNNING,
             migration=await self._migration(instance) if action == Action.MIGRATE else None,
             password=password,
+            expires_at=instance.deadline if instance.status == MIGRATING else None,
         )
 
     async def _migration(self, instance: Instance) -> MigrationOrder | None:
@@ -213,6 +221,24 @@ class HostCommandDispatcher:
         )
 
     @staticmethod
+    def unsettled_for(event: RecordedEvent) -> HostCommand | None:
+        """A migration settled where its guest was found: the other of its two hosts removes
+        what it holds of it (a prepared disk on the target, the left disk on the source)."""
+        state = msgspec.json.decode(event.state)
+        if not isinstance(state, dict):
+            return None
+        ends = (state.get("from_host_id"), state.get("to_host_id"))
+        others = [h for h in ends if isinstance(h, str) and h != state.get("host_id")]
+        if len(others) != 1:
+            return None
+        return HostCommand(
+            step_id=f"settled-{event.originator_id}-{event.originator_version}",
+            host_id=others[0],
+            instance_id=event.originator_id,
+            action=Action.ENSURE_ABSENT,
+        )
+
+    @staticmethod
     def heal_for(event: RecordedEvent) -> HostCommand | None:
         """A drift healed by its event alone (not by a step of the instance): the guest is
         removed from (or stopped on) the host that reported it. See api/services/drift.py."""
@@ -265,7 +291,12 @@ class HostCommandDispatcher:
 
     async def _spec(self, instance: Instance) -> GuestSpec:
         image = await self.repository.get(instance.image_id, Image)
+        gpus: tuple[str, ...] = ()
+        if instance.gpu_count and instance.host_id is not None:
+            host = await self.repository.get(instance.host_id, Host)
+            gpus = tuple(host.claims.get(instance.id, {}).get("gpus", ()))
         return GuestSpec(
+            gpus=gpus,
             vcpus=instance.vcpus,
             memory_mb=instance.memory_mb,
             disk_gb=instance.disk_gb,
@@ -274,6 +305,8 @@ class HostCommandDispatcher:
             kernel=image.kernel,
             initrd=image.initrd,
             cmdline=image.cmdline,
+            max_vcpus=instance.max_vcpus,
+            max_memory_mb=instance.max_memory_mb,
         )
 
     async def publish(self, command: HostCommand) -> None:
@@ -302,6 +335,10 @@ class HostCommandDispatcher:
                     leftover = self.leftover_for(event)
                     if leftover is not None:
                         await self.publish(leftover)
+                if event.topic == _SETTLED:
+                    unsettled = self.unsettled_for(event)
+                    if unsettled is not None:
+                        await self.publish(unsettled)
                 if event.topic in (_DRIFT, _UNKNOWN_GUEST):
                     heal = self.heal_for(event)
                     if heal is not None:

@@ -8,6 +8,7 @@ state and carries its step id as ``Nats-Msg-Id``. Outcomes come back on
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 import msgspec
@@ -50,6 +51,9 @@ class Action(StrEnum):
     it to qcow2 in the pool; ``instance_id`` is the image's id."""
     EXPORT_IMAGE = "export_image"
     """Flatten the (stopped) instance's root disk into the pool as ``image.image_id``."""
+    RESIZE = "resize"
+    """Give the running guest ``spec``'s vCPUs and memory live (hot-plug); refused with the
+    cause when it cannot grow so (the platform then restarts it at that size)."""
 
 
 IMAGE_ACTIONS = frozenset({Action.IMPORT_IMAGE, Action.EXPORT_IMAGE})
@@ -71,6 +75,9 @@ class GuestSpec(msgspec.Struct, frozen=True, kw_only=True):
     macs: tuple[str, ...] = ()
     gpus: tuple[str, ...] = ()
     """PCI addresses claimed on this host."""
+    max_vcpus: int | None = None
+    max_memory_mb: int | None = None
+    """The room a guest is defined with to grow live (None: none above its size)."""
 
 
 class MigrationOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +125,10 @@ class HostCommand(msgspec.Struct, frozen=True, kw_only=True):
     migration: MigrationOrder | None = None
     password: GuestPassword | None = None
     image: ImageOrder | None = None
+    expires_at: datetime | None = None
+    """When the platform gives the step up (its deadline): delivered later (a daemon that was
+    down), it is answered as expired and never applied. Set on migration steps, whose late
+    move would carry a guest off a host the platform has settled it on."""
 
 
 class Console(msgspec.Struct, frozen=True):

@@ -17,6 +17,9 @@ class RootDisk(msgspec.Struct, frozen=True, kw_only=True):
     image_location: str
     size_gb: int
     format: str = "qcow2"
+    made_by: str | None = None
+    """The step that made it, when one asked to be recorded: kept with the disk, so a step
+    redelivered after a daemon restart can tell its work is done (a reinstall)."""
 
 
 class ImageSource(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,12 +48,19 @@ class StorageError(Exception):
 
 class StorageDriver(Protocol):
     async def ensure_root_disk(
-        self, instance_id: str, *, image_location: str, image_format: str, size_gb: int
+        self,
+        instance_id: str,
+        *,
+        image_location: str,
+        image_format: str,
+        size_gb: int,
+        made_by: str | None = None,
     ) -> RootDisk:
         """The root disk exists, made from the image, at ``size_gb``.
 
-        An existing disk is kept (it holds the guest's data) and grown when ``size_gb`` is
-        larger; asking for a smaller one is refused, since shrinking loses data.
+        An existing disk is kept (it holds the guest's data, and its ``made_by``) and grown
+        when ``size_gb`` is larger; asking for a smaller one is refused, since shrinking
+        loses data. A disk made now records ``made_by``.
         """
         ...
 

@@ -47,8 +47,24 @@ class Qcow2Storage:
             raise StorageError(f"{instance_id!r} cannot name a disk file")
         return self.disks / f"{instance_id}.qcow2"
 
+    def _mark(self, instance_id: str) -> Path:
+        path = self.path(instance_id)
+        return path.with_name(f"{path.name}.made-by")
+
+    def _made_by(self, instance_id: str) -> str | None:
+        try:
+            return self._mark(instance_id).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
     async def ensure_root_disk(
-        self, instance_id: str, *, image_location: str, image_format: str, size_gb: int
+        self,
+        instance_id: str,
+        *,
+        image_location: str,
+        image_format: str,
+        size_gb: int,
+        made_by: str | None = None,
     ) -> RootDisk:
         path = self.path(instance_id)
         if path.exists():
@@ -65,6 +81,7 @@ class Qcow2Storage:
                 path=str(path),
                 image_location=info.backing_filename or image_location,
                 size_gb=size_gb,
+                made_by=self._made_by(instance_id),
             )
         base = self._base(image_location)
         base_info = await self._info(base, image_format)
@@ -80,13 +97,23 @@ class Qcow2Storage:
             "create", "-q", "-f", "qcow2", "-b", str(base), "-F", image_format,
             str(partial), f"{size_gb}G",
         )  # fmt: skip
+        # The mark is in place before the disk is: a disk never shows another step's mark.
+        mark = self._mark(instance_id)
+        if made_by is None:
+            mark.unlink(missing_ok=True)
+        else:
+            mark.with_name(f"{mark.name}.part").write_text(made_by)
+            os.replace(mark.with_name(f"{mark.name}.part"), mark)
         os.replace(partial, path)
-        return RootDisk(path=str(path), image_location=image_location, size_gb=size_gb)
+        return RootDisk(
+            path=str(path), image_location=image_location, size_gb=size_gb, made_by=made_by
+        )
 
     async def delete_root_disk(self, instance_id: str) -> None:
         path = self.path(instance_id)
         path.with_name(f"{path.name}.part").unlink(missing_ok=True)
         path.unlink(missing_ok=True)
+        self._mark(instance_id).unlink(missing_ok=True)
 
     async def root_disk(self, instance_id: str) -> RootDisk | None:
         path = self.path(instance_id)
@@ -97,6 +124,7 @@ class Qcow2Storage:
             path=str(path),
             image_location=info.backing_filename or "",
             size_gb=-(-info.virtual_size // GIB),
+            made_by=self._made_by(instance_id),
         )
 
     async def import_image(self, image_id: str, *, source: ImageSource, pool: str) -> ImageFile:

@@ -7,6 +7,8 @@ from collections.abc import Collection
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
+import msgspec
+
 from hostd.storage.port import ImageFile, ImageSource, RootDisk, StorageError
 
 GIB = 1024**3
@@ -25,7 +27,13 @@ class SimulatedStorage:
         self.made: dict[str, ImageFile] = {}
 
     async def ensure_root_disk(
-        self, instance_id: str, *, image_location: str, image_format: str, size_gb: int
+        self,
+        instance_id: str,
+        *,
+        image_location: str,
+        image_format: str,
+        size_gb: int,
+        made_by: str | None = None,
     ) -> RootDisk:
         disk = self.disks.get(instance_id)
         if disk is not None:
@@ -35,16 +43,17 @@ class SimulatedStorage:
                     "is not supported"
                 )
             if size_gb > disk.size_gb:
-                disk = self.disks[instance_id] = RootDisk(
-                    path=disk.path, image_location=disk.image_location, size_gb=size_gb
-                )
+                disk = self.disks[instance_id] = msgspec.structs.replace(disk, size_gb=size_gb)
             return disk
         if self.images is not None and image_location not in self.images:
             raise StorageError(f"image {image_location} is not on this host")
         if size_gb < 1:
             raise StorageError(f"{instance_id}: a root disk needs at least 1 GB")
         disk = RootDisk(
-            path=f"{self.root}/{instance_id}.qcow2", image_location=image_location, size_gb=size_gb
+            path=f"{self.root}/{instance_id}.qcow2",
+            image_location=image_location,
+            size_gb=size_gb,
+            made_by=made_by,
         )
         self.disks[instance_id] = disk
         return disk

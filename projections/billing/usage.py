@@ -69,7 +69,7 @@ def billed(instance: Any, covered: bool = False) -> dict[str, Decimal]:
         instance.vcpus,
         instance.memory_mb,
         instance.disk_gb,
-        len(getattr(instance, "gpus", None) or ()),
+        int(getattr(instance, "gpu_count", 0) or 0),
         getattr(instance, "flavor_id", None),
     )
 

@@ -11,6 +11,7 @@ from typing import Any
 from api.services.settlement import Settlement
 from domain import clock
 from domain.billing.price_book import book_id
+from domain.compute.hot_plug import ceiling
 from domain.compute.instance import Instance
 from domain.metadata import Actor, CommandContext
 from projections.runner import wait_for_position
@@ -109,7 +110,13 @@ class BillingWorld:
     async def resize(self, tenant_id: str, instance: Instance, at: datetime, vcpus: int) -> None:
         self.clock.set(at)
         with clock.using(self.clock):
-            instance.resize("flv-" + "1" * 26, vcpus, instance.memory_mb)
+            instance.resize(
+                "flv-" + "1" * 26,
+                vcpus,
+                instance.memory_mb,
+                step_id=f"stp-resize-{secrets.token_hex(3)}",
+                maxima=ceiling(vcpus, instance.memory_mb),
+            )
         await self.save(tenant_id, instance)
 
     async def charges(self, tenant_id: str) -> list[dict[str, Any]]:

@@ -13,12 +13,12 @@ import pytest
 
 from domain.compute import instance as lifecycle
 from domain.ids import new_id
-from hostd.drivers.compute.port import PowerState
+from hostd.drivers.compute.port import MigrationTarget, PowerState
 from hostd.fleet import SimulatedFleet
 from hostd.storage.simulated import SimulatedStorage
 from tests.api.compute_world import CAPACITY, create
 from tests.api.conftest import Api, Caller
-from tests.api.test_host_failure import TwoHosts, audit, two_hosts, until
+from tests.api.test_host_failure import DOWN_AFTER, TwoHosts, audit, two_hosts, until
 
 __all__ = ["two_hosts"]  # the fixture, shared with the host failure tests
 
@@ -262,6 +262,73 @@ async def test_a_missed_deadline_fails_the_migration_and_releases_the_target(
     assert ("system", "deadlines", "compute:instance:timeout", "succeeded") in steps
 
 
+def keep_hosts_up(api: Api) -> None:
+    api.platform.settings = msgspec.structs.replace(
+        api.platform.settings, host_down_after_seconds=600
+    )
+
+
+async def test_a_migration_that_ended_unseen_settles_where_its_guest_is_found(
+    api: Api, two_hosts: TwoHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The source's daemon dies with the move in hand; the deadline passes (error, target
+    released). The guest did reach the target: the target's reports settle it there, the
+    target is claimed again, the source let go and told to remove what it kept. The dead
+    daemon's queued move, delivered when it returns, has expired and is not applied."""
+    owner = await api.tenant("lost-movers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    monkeypatch.setitem(lifecycle.DEADLINES, lifecycle.MIGRATING, lifecycle.timedelta(seconds=2))
+    keep_hosts_up(api)  # a dead daemon's host is not declared down (and evacuated) meanwhile
+    fleet = two_hosts.fleet
+    await fleet.kill(source)  # the move waits in the source's queue
+    await api.settled(await migrate(api, instance_id, live=True))
+    (lost,) = await until(api, owner, [instance_id], lambda v: v["status"] == "error", 15)
+    assert lost["host_id"] == source and (await used(api, target))["instances"] == 0
+    # ... but the hypervisors had moved it before the daemon died.
+    await fleet.computes[source].migrate(
+        instance_id, MigrationTarget(target, "spare-node"), live=True
+    )
+
+    (settled,) = await until(api, owner, [instance_id], lambda v: v["status"] == "running", 20)
+    assert settled["host_id"] == target and settled["error"] is None
+    assert (await used(api, target))["instances"] == 1
+    assert (await used(api, source))["instances"] == 0
+    name, state = (await events(api, instance_id))[-1]
+    assert name == "MigrationSettled" and (state["host_id"], state["status"]) == (target, "running")
+    assert ("system", "drift", "compute:instance:drift", "succeeded") in await audit(
+        api, instance_id
+    )
+
+    await fleet.revive(source)
+    async with asyncio.timeout(15):  # the source removes the disk the guest left behind
+        while instance_id in storage(two_hosts, source).disks:
+            await asyncio.sleep(0.05)
+    assert fleet.computes[target].states[instance_id] == PowerState.RUNNING
+    assert instance_id not in fleet.computes[source].states
+
+
+async def test_a_migration_whose_target_never_prepared_settles_at_home(
+    api: Api, two_hosts: TwoHosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = await api.tenant("home-settlers")
+    view = await running_instance(api, two_hosts, owner)
+    instance_id, source = view["id"], view["host_id"]
+    target = other(two_hosts, source)
+    monkeypatch.setitem(lifecycle.DEADLINES, lifecycle.MIGRATING, lifecycle.timedelta(seconds=2))
+    keep_hosts_up(api)  # a dead daemon's host is not declared down (and evacuated) meanwhile
+    await two_hosts.fleet.kill(target)  # the prepare step is never answered
+    await api.settled(await migrate(api, instance_id, live=True))
+    await until(api, owner, [instance_id], lambda v: v["status"] == "error", 15)
+    (settled,) = await until(api, owner, [instance_id], lambda v: v["status"] == "running", 20)
+    assert settled["host_id"] == source and settled["error"] is None
+    assert (await used(api, source))["instances"] == 1
+    assert (await used(api, target))["instances"] == 0
+    names = [n for n, _ in await events(api, instance_id)]
+    assert names[-2:] == ["MigrationFailed", "MigrationSettled"]
+
+
 async def test_refused_migrations_answer_problems(api: Api, two_hosts: TwoHosts) -> None:
     owner = await api.tenant("refused-movers")
     view = await running_instance(api, two_hosts, owner)
@@ -334,9 +401,15 @@ async def test_an_evacuation_elsewhere_releases_the_migration_s_target(
         async with asyncio.timeout(15):
             while not api.platform.host_health.health(third)[0]:
                 await asyncio.sleep(0.1)
+        # The source is lost only once the migration is under way (not before it starts,
+        # which would evacuate the instance to any host, the target included).
+        keep_hosts_up(api)
         await two_hosts.fleet.kill(source)
         await api.settled(await migrate(api, instance_id, live=True, host_id=target))
         await api.settled(await api.admin.post(f"/v1/admin/hosts/{target}/actions/disable"))
+        api.platform.settings = msgspec.structs.replace(
+            api.platform.settings, host_down_after_seconds=DOWN_AFTER
+        )
         await until(
             api,
             owner,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
 
 from hostd.drivers.compute.port import (
@@ -214,3 +215,72 @@ async def test_a_cold_migration_arrives_stopped(
     await source.migrate(wanted.instance_id, MigrationTarget("hst-b", "b.example"), live=False)
     assert await source.state(wanted.instance_id) == PowerState.ABSENT
     assert await target.state(wanted.instance_id) == PowerState.STOPPED
+
+
+async def test_a_running_guest_grows_its_vcpus_live_within_its_room(
+    driver: ComputeDriver,
+) -> None:
+    wanted = spec(vcpus=1, memory_mb=512, max_vcpus=4, max_memory_mb=2048)
+    await driver.define(wanted)
+    with pytest.raises(DriverError, match="not running"):
+        await driver.resize(wanted.instance_id, vcpus=2, memory_mb=512)
+    await driver.start(wanted.instance_id)
+    assert await driver.size(wanted.instance_id) == (1, 512)
+    for _ in range(2):  # a repeated command is harmless
+        await driver.resize(wanted.instance_id, vcpus=3, memory_mb=512)
+        assert await driver.size(wanted.instance_id) == (3, 512)
+    assert await driver.state(wanted.instance_id) == PowerState.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("vcpus", "memory_mb", "cause"),
+    [(1, 512, "cannot shrink"), (5, 1024, "past the 4"), (2, 4096, "past the 2048")],
+)
+async def test_a_live_resize_never_shrinks_nor_passes_the_room_and_keeps_the_size(
+    driver: ComputeDriver, vcpus: int, memory_mb: int, cause: str
+) -> None:
+    wanted = spec(vcpus=2, memory_mb=1024, max_vcpus=4, max_memory_mb=2048)
+    await driver.define(wanted)
+    await driver.start(wanted.instance_id)
+    with pytest.raises(DriverError, match=cause):
+        await driver.resize(wanted.instance_id, vcpus=vcpus, memory_mb=memory_mb)
+    assert await driver.size(wanted.instance_id) == (2, 1024)
+    assert await driver.state(wanted.instance_id) == PowerState.RUNNING
+
+
+async def test_a_guest_defined_without_room_cannot_grow_live(driver: ComputeDriver) -> None:
+    wanted = spec(vcpus=2, memory_mb=1024)
+    await driver.define(wanted)
+    await driver.start(wanted.instance_id)
+    with pytest.raises(DriverError, match="past the 2"):
+        await driver.resize(wanted.instance_id, vcpus=3, memory_mb=1024)
+    assert await driver.size(wanted.instance_id) == (2, 1024)
+
+
+async def test_memory_grows_live_or_the_guest_keeps_its_size(driver: ComputeDriver) -> None:
+    """DIMM hot-add is QEMU's (tests/integration/test_qemu_resize.py proves it on a real
+    guest); libvirt's test driver has no device attach, so there the refusal must be clean:
+    a cause, and the guest as it was, for the platform to restart it at the new size."""
+    wanted = spec(vcpus=1, memory_mb=512, max_vcpus=4, max_memory_mb=2048)
+    await driver.define(wanted)
+    await driver.start(wanted.instance_id)
+    try:
+        await driver.resize(wanted.instance_id, vcpus=2, memory_mb=1024)
+    except DriverError as refused:
+        assert str(refused)
+        assert await driver.size(wanted.instance_id) == (1, 512)
+    else:
+        assert await driver.size(wanted.instance_id) == (2, 1024)
+    assert await driver.state(wanted.instance_id) == PowerState.RUNNING
+
+
+async def test_a_restart_after_a_live_resize_runs_the_definition(driver: ComputeDriver) -> None:
+    wanted = spec(vcpus=1, memory_mb=512, max_vcpus=4, max_memory_mb=2048)
+    await driver.define(wanted)
+    await driver.start(wanted.instance_id)
+    await driver.resize(wanted.instance_id, vcpus=2, memory_mb=512)
+    await driver.stop(wanted.instance_id, force=True)
+    bigger = msgspec.structs.replace(wanted, vcpus=3, memory_mb=1024)
+    await driver.define(bigger)
+    await driver.start(wanted.instance_id)
+    assert await driver.size(wanted.instance_id) == (3, 1024)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -180,3 +181,63 @@ async def test_a_redelivered_reinstall_is_answered_without_rebuilding_the_disk_a
     steps = [o.step_id for o in kept.outcomes]
     assert steps == [build.step_id, reinstall.step_id, reinstall.step_id]
     assert kept.outcomes[-1].ok and (first.acks, again.acks) == (1, 1)
+
+
+async def test_a_reinstall_redelivered_to_a_restarted_daemon_keeps_its_disk() -> None:
+    """The daemon dies after rebuilding but before its ack: a new one (with nothing in
+    memory) gets the same message and finds the disk that step made, with the guest's
+    writes since, instead of wiping it again."""
+    compute = SimulatedCompute(HOST)
+    storage = SimulatedStorage()
+    host = Host(HOST, compute, storage, HostLayout(Path("/sim") / HOST))
+    instance = instance_id()
+    build = command(HOST, instance, Action.ENSURE_RUNNING, guest())
+    reinstall = command(HOST, instance, Action.REINSTALL, guest("/images/other.qcow2"), start=True)
+    first = HostRunner(host, _Kept())
+    await first.accept(_Delivered(hostwire.encode(build), 1))  # type: ignore[arg-type]
+    await first.accept(_Delivered(hostwire.encode(reinstall), 2))  # type: ignore[arg-type]
+    rebuilt = storage.disks[instance]
+    assert rebuilt.made_by == reinstall.step_id
+
+    kept = _Kept()
+    restarted = HostRunner(host, kept)
+    again = _Delivered(hostwire.encode(reinstall), 2)
+    await restarted.accept(again)  # type: ignore[arg-type]
+    assert storage.disks[instance] is rebuilt, "the disk the step made is kept"
+    assert kept.outcomes[-1].ok and kept.outcomes[-1].state == WireState.RUNNING
+    assert compute.states[instance] == PowerState.RUNNING and again.acks == 1
+
+    other = command(HOST, instance, Action.REINSTALL, guest("/images/third.qcow2"), start=True)
+    await restarted.accept(_Delivered(hostwire.encode(other), 3))  # type: ignore[arg-type]
+    assert storage.disks[instance].image_location == "/images/third.qcow2", "a new step rebuilds"
+
+
+async def test_a_migration_delivered_after_its_deadline_is_answered_and_not_applied() -> None:
+    """A daemon back after the platform gave the move up must not carry the guest off."""
+    peers: dict[str, SimulatedCompute] = {}
+    source, target = SimulatedCompute(HOST, peers), SimulatedCompute("hst-target", peers)
+    peers.update({HOST: source, "hst-target": target})
+    storage = SimulatedStorage()
+    kept = _Kept()
+    runner = HostRunner(Host(HOST, source, storage, HostLayout(Path("/sim") / HOST)), kept)
+    instance = instance_id()
+    await runner.accept(  # type: ignore[arg-type]
+        _Delivered(hostwire.encode(command(HOST, instance, Action.ENSURE_RUNNING, guest())), 1)
+    )
+    order = MigrationOrder(target_host_id="hst-target", target_hostname="target", live=True)
+    now = datetime.now(UTC)
+    late = msgspec.structs.replace(
+        command(HOST, instance, Action.MIGRATE),
+        migration=order,
+        expires_at=now - timedelta(seconds=1),
+    )
+    expired = _Delivered(hostwire.encode(late), 2)
+    await runner.accept(expired)  # type: ignore[arg-type]
+    answer = kept.outcomes[-1]
+    assert (answer.step_id, answer.ok) == (late.step_id, False)
+    assert "expired" in (answer.error or "") and expired.acks == 1
+    assert source.states[instance] == PowerState.RUNNING and instance not in target.states
+
+    in_time = msgspec.structs.replace(late, step_id="step-in-time", expires_at=now + timedelta(1))
+    await runner.accept(_Delivered(hostwire.encode(in_time), 3))  # type: ignore[arg-type]
+    assert kept.outcomes[-1].ok and target.states[instance] == PowerState.RUNNING

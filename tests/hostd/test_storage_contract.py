@@ -70,6 +70,26 @@ async def test_ensuring_twice_keeps_the_same_disk(storage: StorageDriver, base_i
     assert again == first
 
 
+async def test_a_disk_keeps_the_step_that_made_it_until_it_is_deleted(
+    storage: StorageDriver, base_image: Path
+) -> None:
+    made = await storage.ensure_root_disk(
+        "i-mark", image_location=str(base_image), image_format="qcow2", size_gb=1, made_by="stp-a"
+    )
+    assert made.made_by == "stp-a"
+    later = await storage.ensure_root_disk(
+        "i-mark", image_location=str(base_image), image_format="qcow2", size_gb=2, made_by="stp-b"
+    )
+    assert later.made_by == "stp-a", "an existing disk is not made again by the asking step"
+    found = await storage.root_disk("i-mark")
+    assert found is not None and found.made_by == "stp-a"
+    await storage.delete_root_disk("i-mark")
+    remade = await storage.ensure_root_disk(
+        "i-mark", image_location=str(base_image), image_format="qcow2", size_gb=1
+    )
+    assert remade.made_by is None
+
+
 async def test_a_disk_grows_but_never_shrinks(storage: StorageDriver, base_image: Path) -> None:
     await storage.ensure_root_disk(
         "i-three", image_location=str(base_image), image_format="qcow2", size_gb=1

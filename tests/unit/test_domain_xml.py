@@ -57,3 +57,36 @@ def test_disk_boot_without_kernel() -> None:
     assert root.find("os/kernel") is None
     assert root.find("os/boot").get("dev") == "hd"  # type: ignore[union-attr]
     assert root.find("devices/graphics") is None
+
+
+def test_a_guest_with_room_to_grow_has_hot_pluggable_vcpus_and_dimm_slots() -> None:
+    spec = InstanceSpec(
+        instance_id="i-01jd3x0000000000000000000z",
+        vcpus=2,
+        memory_mb=1024,
+        disk_path="/d/root.qcow2",
+        max_vcpus=8,
+        max_memory_mb=4096,
+    )
+    root = ET.fromstring(domain_xml(spec, domain_type="qemu"))
+    vcpu = root.find("vcpu")
+    assert vcpu is not None and (vcpu.text, vcpu.get("current")) == ("8", "2")
+    maximum = root.find("maxMemory")
+    assert maximum is not None and maximum.text == "4096" and maximum.get("unit") == "MiB"
+    assert int(maximum.get("slots", "0")) > 0
+    assert root.findtext("memory") == "1024"
+    cell = root.find("cpu/numa/cell")
+    assert cell is not None and cell.attrib == {
+        "id": "0",
+        "cpus": "0-7",
+        "memory": "1024",
+        "unit": "MiB",
+    }
+
+
+def test_a_guest_without_room_has_a_fixed_size() -> None:
+    spec = InstanceSpec(instance_id="i-x", vcpus=2, memory_mb=1024, disk_path="/d/r.qcow2")
+    root = ET.fromstring(domain_xml(spec, domain_type="qemu"))
+    vcpu = root.find("vcpu")
+    assert vcpu is not None and vcpu.text == "2" and vcpu.get("current") is None
+    assert root.find("maxMemory") is None and root.find("cpu/numa") is None

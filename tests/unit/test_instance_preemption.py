@@ -26,6 +26,9 @@ def placed(preemptible: bool = True) -> Instance:
         server_group_id=None,
         requested_at=clock.now(),
         charge_mode="on_demand",
+        max_vcpus=8,
+        max_memory_mb=4096,
+        gpu_count=0,
     )
     instance.schedule("hst-a", "stp-build", {})
     assert instance.host_reported("stp-build", RUNNING, None)

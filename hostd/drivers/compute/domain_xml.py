@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 from hostd.drivers.compute.port import InstanceSpec
 
 _NAMESPACE = uuid.UUID("5c1a0d5e-7b1e-4f3a-9a57-2f7d6c1b9e01")
+MEMORY_SLOTS = 16
+"""DIMM slots of a guest with room to grow: how many memory hot-adds it can take."""
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -35,7 +37,19 @@ def domain_xml(spec: InstanceSpec, *, domain_type: str = "qemu", arch: str = "x8
     # A stable uuid makes defining the same instance twice an update, not a clash.
     _sub(domain, "uuid", str(uuid.uuid5(_NAMESPACE, spec.instance_id)))
     _sub(domain, "memory", str(spec.memory_mb), unit="MiB")
-    _sub(domain, "vcpu", str(spec.vcpus))
+    max_vcpus = max(spec.vcpus, spec.max_vcpus or 0)
+    max_memory = max(spec.memory_mb, spec.max_memory_mb or 0)
+    if max_memory > spec.memory_mb:
+        # Hot-added memory comes as DIMMs, which need a maximum, slots and a NUMA cell.
+        _sub(domain, "maxMemory", str(max_memory), slots=str(MEMORY_SLOTS), unit="MiB")
+    if max_vcpus > spec.vcpus:
+        _sub(domain, "vcpu", str(max_vcpus), current=str(spec.vcpus))
+    else:
+        _sub(domain, "vcpu", str(spec.vcpus))
+    if max_memory > spec.memory_mb:
+        numa = _sub(_sub(domain, "cpu"), "numa")
+        cpus = f"0-{max_vcpus - 1}" if max_vcpus > 1 else "0"
+        _sub(numa, "cell", id="0", cpus=cpus, memory=str(spec.memory_mb), unit="MiB")
     # The guest reads its instance id as the SMBIOS serial number (dmidecode, cloud-init).
     system = _sub(_sub(domain, "sysinfo", type="smbios"), "system")
     _sub(system, "entry", "SCloudStack", name="manufacturer")

@@ -20,6 +20,7 @@ from hostd.drivers.compute.port import (
     InstanceSpec,
     MigrationTarget,
     PowerState,
+    check_growth,
 )
 
 T = TypeVar("T")
@@ -239,6 +240,37 @@ class LibvirtCompute:
 
         await self._call(work)
 
+    async def resize(self, instance_id: str, *, vcpus: int, memory_mb: int) -> None:
+        def work(conn: libvirt.virConnect) -> None:
+            domain = self._running(conn, instance_id)
+            have = _live_size(domain)
+            if (vcpus, memory_mb) == have:
+                return
+            live = libvirt.VIR_DOMAIN_AFFECT_LIVE
+            room = (domain.vcpusFlags(live | libvirt.VIR_DOMAIN_VCPU_MAXIMUM), _max_memory(domain))
+            check_growth(instance_id, have, (vcpus, memory_mb), room)
+            # Both live and in the definition, so a reboot by the guest keeps them; each part
+            # is checked against what is there, so a repeated command plugs in only the rest.
+            both = live | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+            if memory_mb > have[1]:
+                domain.attachDeviceFlags(_dimm(memory_mb - have[1]), both)
+            if vcpus > have[0]:
+                domain.setVcpusFlags(vcpus, both)
+
+        await self._call(work)
+
+    async def size(self, instance_id: str) -> tuple[int, int]:
+        def work(conn: libvirt.virConnect) -> tuple[int, int]:
+            return _live_size(self._running(conn, instance_id))
+
+        return await self._call(work)
+
+    def _running(self, conn: libvirt.virConnect, instance_id: str) -> libvirt.virDomain:
+        domain = self._domain(conn, instance_id)
+        if not domain.isActive():
+            raise DriverError(f"{instance_id} is not running: nothing is plugged in live")
+        return domain
+
     async def close(self) -> None:
         def work(conn: libvirt.virConnect) -> None:
             conn.close()
@@ -267,3 +299,28 @@ def _power_off_at(uri: str, instance_id: str) -> None:
             domain.destroy()
     finally:
         peer.close()
+
+
+def _live_size(domain: libvirt.virDomain) -> tuple[int, int]:
+    """(vcpus, MiB): the memory counts the DIMMs plugged in (the domain's total)."""
+    vcpus = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    return vcpus, int(domain.info()[1]) // 1024
+
+
+def _max_memory(domain: libvirt.virDomain) -> int:
+    """The MiB hot-added DIMMs may reach; the memory it has when defined without room."""
+    # libvirt's own description of the domain, not outside input.
+    described = ET.fromstring(domain.XMLDesc(0))  # noqa: S314
+    maximum = described.find("maxMemory")
+    if maximum is None or not maximum.text:
+        return int(domain.info()[1]) // 1024
+    scale = {"KiB": 1, "MiB": 1024, "GiB": 1024 * 1024}[maximum.get("unit", "KiB")]
+    return int(maximum.text) * scale // 1024
+
+
+def _dimm(size_mb: int) -> str:
+    return (
+        "<memory model='dimm'><target>"
+        f"<size unit='MiB'>{size_mb}</size><node>0</node>"
+        "</target></memory>"
+    )

@@ -43,6 +43,9 @@ class InstanceSpec(msgspec.Struct, frozen=True, kw_only=True):
     serial_log: str | None = None
     """File the guest's serial console is written to."""
     vnc: bool = True
+    max_vcpus: int | None = None
+    max_memory_mb: int | None = None
+    """Room to grow live: vCPUs that can be plugged in, memory DIMMs can reach (None: none)."""
 
 
 class ConsoleAddress(msgspec.Struct, frozen=True):
@@ -58,6 +61,19 @@ class MigrationTarget(msgspec.Struct, frozen=True):
 
 class DriverError(Exception):
     """The hypervisor refused; the message is the cause reported in the outcome event."""
+
+
+def check_growth(
+    instance_id: str, have: tuple[int, int], want: tuple[int, int], room: tuple[int, int]
+) -> None:
+    """A live resize only grows, within the room the guest was defined with (vcpus, MiB)."""
+    for what, now, wanted, most in zip(("vCPUs", "MiB of memory"), have, want, room, strict=True):
+        if wanted < now:
+            raise DriverError(f"{instance_id}: {now} {what} cannot shrink to {wanted} live")
+        if wanted > most:
+            raise DriverError(
+                f"{instance_id}: {wanted} {what} is past the {most} it can grow to live"
+            )
 
 
 class ComputeDriver(Protocol):
@@ -99,4 +115,14 @@ class ComputeDriver(Protocol):
 
     async def set_password(self, instance_id: str, user: str, password_hash: str) -> None:
         """Set ``user``'s password in the running guest from a crypt(3) hash."""
+        ...
+
+    async def resize(self, instance_id: str, *, vcpus: int, memory_mb: int) -> None:
+        """The running guest has ``vcpus`` and ``memory_mb`` afterwards, plugged in live;
+        already so is fine. DriverError (the guest keeps its size) when it is not running,
+        would shrink, or would grow past the room it was defined with."""
+        ...
+
+    async def size(self, instance_id: str) -> tuple[int, int]:
+        """The running guest's (vcpus, memory_mb) as its hypervisor sees it now."""
         ...

@@ -12,6 +12,7 @@ from hostd.drivers.compute.port import (
     InstanceSpec,
     MigrationTarget,
     PowerState,
+    check_growth,
 )
 
 
@@ -25,6 +26,10 @@ class SimulatedCompute:
         self.states: dict[str, PowerState] = {}
         self.passwords: dict[str, dict[str, str]] = {}
         """instance id → user → the crypt(3) hash the guest was given."""
+        self.sizes: dict[str, tuple[int, int]] = {}
+        """Running guests' (vcpus, memory_mb): set at start, grown by hot-plug."""
+        self.refuses_hot_plug = False
+        """A hypervisor (or guests) that will not plug anything in live, for tests."""
 
     async def define(self, spec: InstanceSpec) -> None:
         # As with libvirt: a new definition of a running guest applies at its next start.
@@ -33,11 +38,15 @@ class SimulatedCompute:
 
     async def start(self, instance_id: str) -> None:
         self._known(instance_id)
+        if self.states[instance_id] != PowerState.RUNNING:
+            spec = self.specs[instance_id]
+            self.sizes[instance_id] = (spec.vcpus, spec.memory_mb)
         self.states[instance_id] = PowerState.RUNNING
 
     async def stop(self, instance_id: str, *, force: bool = False) -> None:
         self._known(instance_id)
         self.states[instance_id] = PowerState.STOPPED
+        self.sizes.pop(instance_id, None)
 
     async def reboot(self, instance_id: str, *, hard: bool = False) -> None:
         self._known(instance_id)
@@ -48,6 +57,7 @@ class SimulatedCompute:
         self.specs.pop(instance_id, None)
         self.states.pop(instance_id, None)
         self.passwords.pop(instance_id, None)
+        self.sizes.pop(instance_id, None)
 
     async def state(self, instance_id: str) -> PowerState:
         return self.states.get(instance_id, PowerState.ABSENT)
@@ -77,6 +87,8 @@ class SimulatedCompute:
         peer.states[instance_id] = self.states.pop(instance_id)
         if instance_id in self.passwords:
             peer.passwords[instance_id] = self.passwords.pop(instance_id)
+        if instance_id in self.sizes:
+            peer.sizes[instance_id] = self.sizes.pop(instance_id)
 
     async def set_password(self, instance_id: str, user: str, password_hash: str) -> None:
         self._known(instance_id)
@@ -85,6 +97,27 @@ class SimulatedCompute:
         if not password_hash.startswith("$6$"):
             raise DriverError("the password must come as a SHA-512 crypt hash")
         self.passwords.setdefault(instance_id, {})[user] = password_hash
+
+    async def resize(self, instance_id: str, *, vcpus: int, memory_mb: int) -> None:
+        have_vcpus, have_memory = await self.size(instance_id)
+        if (vcpus, memory_mb) == (have_vcpus, have_memory):
+            return
+        spec = self.specs[instance_id]
+        check_growth(
+            instance_id,
+            (have_vcpus, have_memory),
+            (vcpus, memory_mb),
+            (max(spec.vcpus, spec.max_vcpus or 0), max(spec.memory_mb, spec.max_memory_mb or 0)),
+        )
+        if self.refuses_hot_plug:
+            raise DriverError(f"{instance_id}: the guest did not take the hot-plugged devices")
+        self.sizes[instance_id] = (vcpus, memory_mb)
+
+    async def size(self, instance_id: str) -> tuple[int, int]:
+        self._known(instance_id)
+        if self.states[instance_id] != PowerState.RUNNING:
+            raise DriverError(f"{instance_id} is not running: nothing is plugged in live")
+        return self.sizes[instance_id]
 
     def _known(self, instance_id: str) -> None:
         if instance_id not in self.specs:
