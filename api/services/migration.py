@@ -45,6 +45,11 @@ async def migrate_instance(
             instance_id=instance.id,
             status=instance.status,
         )
+    if live and instance.gpu_count:
+        raise InvalidState(
+            "an instance with passthrough GPUs cannot migrate live: migrate it cold",
+            instance_id=instance.id,
+        )
     source = instance.host_id
     if host_id == source:
         raise InvalidState("the instance already runs on that host", instance_id=instance.id)

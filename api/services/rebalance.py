@@ -96,6 +96,8 @@ class Rebalancer:
         row = await self.pool.fetchrow(
             f"SELECT resource_id, tenant_id FROM {self._documents} "  # noqa: S608
             "WHERE kind = 'i' AND view->>'host_id' = $1 AND view->>'status' = $2 "
+            # Passthrough devices do not migrate live: such instances stay.
+            "AND coalesce((view->>'gpu_count')::int, 0) = 0 "
             "ORDER BY (view->>'vcpus')::int, (view->>'memory_mb')::int, resource_id LIMIT 1",
             host_id,
             RUNNING,

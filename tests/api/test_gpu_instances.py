@@ -119,3 +119,18 @@ async def test_the_gpu_quota_and_resizes_keep_gpus_as_they_are(
     )
     assert refused.status == 422, await refused.text()
     assert "keeps its GPUs" in (await refused.json())["detail"]
+
+
+async def test_a_gpu_instance_migrates_cold_only(
+    api: Api, world: tuple[World, SimulatedFleet]
+) -> None:
+    place, _ = world
+    owner = await api.tenant("pinned")
+    one = await gpu_flavor(api, "a100-mig", 1, "NVIDIA A100")
+    instance_id = (await api.settled(await order(owner, place, one)))["instance_ids"][0]
+    await until(api, owner, [instance_id], lambda v: v["status"] == "running", 30)
+    live = await api.admin.post(
+        f"/v1/admin/instances/{instance_id}/actions/migrate", json={"live": True}
+    )
+    assert live.status == 409, await live.text()
+    assert "cannot migrate live" in (await live.json())["detail"]
