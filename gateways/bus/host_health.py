@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -12,7 +13,11 @@ from nats.js.errors import BucketNotFoundError
 
 from domain.compute.scheduler import LiveLoad
 
+log = logging.getLogger(__name__)
+
 BUCKET = "scloud_hosts"
+RETRY_MIN, RETRY_MAX = 0.5, 5.0
+"""Seconds between attempts to follow the bucket again after a failure."""
 
 
 class Beat(msgspec.Struct, frozen=True):
@@ -48,21 +53,42 @@ class HostHealthWatcher:
             self._task = None
 
     async def _watch(self) -> None:
+        """Follow the bucket for good: a NATS hiccup (a JetStream request that times out
+        under load, a reconnect, a watcher whose consumer went away) starts it again, since
+        without this task no host is ever healthy again in this process."""
+        pause = RETRY_MIN
         while True:
             try:
-                kv = await self._js.key_value(BUCKET)
+                await self._follow()
+                pause = RETRY_MIN
             except BucketNotFoundError:
-                self._ready.set()
-                await asyncio.sleep(1.0)
-                continue
-            watcher = await kv.watchall()
+                self._ready.set()  # no host has ever beaten: nothing to wait for
+                await asyncio.sleep(RETRY_MIN)
+            except Exception as error:
+                log.warning(
+                    "host health: following %s failed (%r); again in %.1fs", BUCKET, error, pause
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RETRY_MAX)
+
+    async def _follow(self) -> None:
+        kv = await self._js.key_value(BUCKET)
+        watcher = await kv.watchall()
+        try:
             async for entry in watcher:
                 if entry is None:  # the initial values are all delivered
                     self._ready.set()
                     continue
                 if entry.value:
-                    beat = msgspec.json.decode(entry.value, type=Beat)
+                    try:
+                        beat = msgspec.json.decode(entry.value, type=Beat)
+                    except msgspec.DecodeError:
+                        log.warning("host health: unreadable beat under %s", entry.key)
+                        continue
                     self.beats[beat.host_id] = beat
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     def health(self, host_id: str, now: datetime | None = None) -> tuple[bool, LiveLoad | None]:
         beat = self.beats.get(host_id)

@@ -81,12 +81,6 @@ def peer_uri(libvirt_uri: str, two_dirs: tuple[Path, Path], tmp_path: Path) -> I
         pytest.fail(f"a second libvirtd cannot run here: {problem}", pytrace=False)
 
 
-@pytest.mark.xfail(
-    reason="flaky on a long-lived machine: after a day of runs both daemons sometimes miss the "
-    "60 s first-heartbeat wait (passed in a clean-clone run at 23:48, then failed 4 runs in a "
-    "row from 23:58; cause not found yet, see the closing note of 2026-12-01)",
-    strict=False,
-)
 @pytest.mark.parametrize("live", [True, False], ids=["live", "cold"])
 async def test_a_running_guest_migrates_to_another_libvirtd(
     live: bool,
