@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -238,25 +239,14 @@ class DriftHealer:
             return await self.settle(instance, host_id, observed, at)
         if not self._heals(instance, host_id, observed, at):
             return None  # the aggregate is further than its document: nothing (yet)
-        version = instance.version
+        step_id = f"drift-{instance.id}-{instance.version}"
 
-        async def decide(unit: UnitOfWork) -> Decided:
-            fresh = await unit.get(instance_id, Instance)
-            action = None
-            if self._heals(fresh, host_id, observed, at):
-                action = fresh.detect_drift(host_id, observed, f"drift-{instance_id}-{version}")
-            return Decided(resource_id=instance_id, body={"action": action, "host_id": host_id})
+        async def heal(_: UnitOfWork, fresh: Instance) -> str | None:
+            if not self._heals(fresh, host_id, observed, at):
+                return None
+            return fresh.detect_drift(host_id, observed, step_id)
 
-        context = CommandContext(
-            actor=ACTOR,
-            tenant_id=instance.tenant_id,
-            command_id=f"drift:{instance_id}:{host_id}:v{version}",
-        )
-        body = await self._run(context, "compute:instance:drift", decide)
-        action = body.get("action") if body else None
-        if action:
-            log.info("drift: %s on %s observed %s: %s", instance_id, host_id, observed, action)
-        return action if isinstance(action, str) else None
+        return await self._on_instance(instance, host_id, observed, heal)
 
     async def settle(
         self, instance: Instance, host_id: str, observed: str, at: datetime
@@ -265,25 +255,37 @@ class DriftHealer:
         nobody saw end left it so (see ``Instance.settles_on``); otherwise left alone."""
         if instance.modified_on > at - self.margin or not instance.settles_on(host_id, observed):
             return None
-        instance_id, version = instance.id, instance.version
+
+        async def settle(unit: UnitOfWork, fresh: Instance) -> str | None:
+            settled = await migration.settle_migration(unit, fresh, host_id, observed)
+            return SETTLE if settled else None
+
+        return await self._on_instance(instance, host_id, observed, settle)
+
+    async def _on_instance(
+        self,
+        instance: Instance,
+        host_id: str,
+        observed: str,
+        act: Callable[[UnitOfWork, Instance], Awaitable[str | None]],
+    ) -> str | None:
+        """One drift command on the instance (as it is at its version now): ``act`` decides
+        on the fresh aggregate and names what it did, or None; the action, or None."""
+        instance_id = instance.id
 
         async def decide(unit: UnitOfWork) -> Decided:
-            fresh = await unit.get(instance_id, Instance)
-            settled = await migration.settle_migration(unit, fresh, host_id, observed)
-            return Decided(
-                resource_id=instance_id,
-                body={"action": SETTLE if settled else None, "host_id": host_id},
-            )
+            action = await act(unit, await unit.get(instance_id, Instance))
+            return Decided(resource_id=instance_id, body={"action": action, "host_id": host_id})
 
         context = CommandContext(
             actor=ACTOR,
             tenant_id=instance.tenant_id,
-            command_id=f"drift:{instance_id}:{host_id}:v{version}",
+            command_id=f"drift:{instance_id}:{host_id}:v{instance.version}",
         )
         body = await self._run(context, "compute:instance:drift", decide)
         action = body.get("action") if body else None
         if action:
-            log.info("drift: %s found %s on %s: settled there", instance_id, observed, host_id)
+            log.info("drift: %s on %s observed %s: %s", instance_id, host_id, observed, action)
         return action if isinstance(action, str) else None
 
     def _heals(self, instance: Instance, host_id: str, observed: str, at: datetime) -> bool:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 
+from hostd.fleet import SimulatedFleet
 from tests.api.conftest import Api
 
 CAPACITY = {"vcpus": 8, "memory_mb": 16384, "disk_gb": 200}
@@ -98,3 +102,23 @@ async def register_guest(api: Api, region_id: str, guest: Any) -> tuple[str, str
         },
     )
     return pool_id, image_id
+
+
+async def until_healthy(api: Api, host_id: str) -> None:
+    async with asyncio.timeout(15):
+        while not api.platform.host_health.health(host_id)[0]:
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def one_host_fleet(api: Api, nats_url: str, host_id: str) -> AsyncIterator[SimulatedFleet]:
+    """A simulated daemon for the world's host, beating every half second, healthy to the
+    platform before the test starts."""
+    fleet = SimulatedFleet(1, nats_url, host_ids=[host_id], heartbeat_every=0.5)
+    await fleet.start()
+    try:
+        await api.platform.host_health.start()
+        await until_healthy(api, host_id)
+        yield fleet
+    finally:
+        await fleet.close()

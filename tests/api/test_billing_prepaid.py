@@ -20,10 +20,10 @@ from domain import clock
 from domain.metadata import Actor, CommandContext
 from hostd.fleet import SimulatedFleet
 from projections.runner import wait_for_position
-from tests.api.compute_world import World, compute_world, create
+from tests.api.compute_world import World, compute_world, create, until_healthy
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import until
-from tests.api.test_instance_resize import flavor, until_healthy
+from tests.api.test_instance_resize import flavor
 
 START = datetime(2027, 3, 1, tzinfo=UTC)
 MONTHLY_2_VCPU = 2 * 10 * 730  # 10 per vCPU-hour, 730 hours a month

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from hostd.fleet import SimulatedFleet
-from tests.api.compute_world import World, compute_world, create
+from tests.api.compute_world import World, compute_world, create, one_host_fleet
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import until
-from tests.api.test_instance_resize import until_healthy
 
 GPUS = [
     {"address": "0000:3b:00.0", "model": "NVIDIA A100"},
@@ -33,14 +32,8 @@ async def world(api: Api, nats_url: str) -> AsyncIterator[tuple[World, Simulated
             f"/v1/admin/regions/{world.region_id}", json={"quota_defaults": {"gpus": 3}}
         )
     )
-    fleet = SimulatedFleet(1, nats_url, host_ids=[world.host_id], heartbeat_every=0.5)
-    await fleet.start()
-    try:
-        await api.platform.host_health.start()
-        await until_healthy(api, world.host_id)
+    async with one_host_fleet(api, nats_url, world.host_id) as fleet:
         yield world, fleet
-    finally:
-        await fleet.close()
 
 
 async def gpu_flavor(api: Api, name: str, count: int, model: str | None) -> str:

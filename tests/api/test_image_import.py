@@ -15,10 +15,9 @@ from domain import clock
 from hostd.fleet import SimulatedFleet
 from hostd.storage.port import ImageSource
 from hostd.storage.simulated import SimulatedStorage
-from tests.api.compute_world import World, compute_world
+from tests.api.compute_world import World, compute_world, one_host_fleet
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import until
-from tests.api.test_instance_resize import until_healthy
 
 POOL = "/var/lib/scloud/images"
 PUBLIC_URL = "https://93.184.216.34/images/tiny.qcow2"
@@ -28,14 +27,8 @@ PUBLIC_URL = "https://93.184.216.34/images/tiny.qcow2"
 @pytest.fixture
 async def world(api: Api, nats_url: str) -> AsyncIterator[tuple[World, SimulatedFleet]]:
     world = await compute_world(api)
-    fleet = SimulatedFleet(1, nats_url, host_ids=[world.host_id], heartbeat_every=0.5)
-    await fleet.start()
-    try:
-        await api.platform.host_health.start()
-        await until_healthy(api, world.host_id)
+    async with one_host_fleet(api, nats_url, world.host_id) as fleet:
         yield world, fleet
-    finally:
-        await fleet.close()
 
 
 async def pool_of(api: Api, place: World) -> str:

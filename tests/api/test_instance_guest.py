@@ -15,10 +15,9 @@ from gateways.guest_passwords import sha512_crypt
 from hostd.drivers.compute.port import PowerState
 from hostd.fleet import SimulatedFleet
 from hostd.storage.simulated import SimulatedStorage
-from tests.api.compute_world import World, compute_world, create
+from tests.api.compute_world import World, compute_world, create, one_host_fleet
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import until
-from tests.api.test_instance_resize import until_healthy
 
 PASSWORD = "correct horse battery staple"
 
@@ -26,14 +25,8 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture
 async def world(api: Api, nats_url: str) -> AsyncIterator[tuple[World, SimulatedFleet]]:
     world = await compute_world(api)
-    fleet = SimulatedFleet(1, nats_url, host_ids=[world.host_id], heartbeat_every=0.5)
-    await fleet.start()
-    try:
-        await api.platform.host_health.start()
-        await until_healthy(api, world.host_id)
+    async with one_host_fleet(api, nats_url, world.host_id) as fleet:
         yield world, fleet
-    finally:
-        await fleet.close()
 
 
 async def running(api: Api, place: World, owner: Caller) -> str:

@@ -4,13 +4,12 @@ host claim and quota follow at once."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from hostd.fleet import SimulatedFleet
-from tests.api.compute_world import World, compute_world, create
+from tests.api.compute_world import World, compute_world, create, one_host_fleet
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import until, views
 
@@ -18,20 +17,8 @@ from tests.api.test_host_failure import until, views
 @pytest.fixture
 async def world(api: Api, nats_url: str) -> AsyncIterator[tuple[World, SimulatedFleet]]:
     world = await compute_world(api)
-    fleet = SimulatedFleet(1, nats_url, host_ids=[world.host_id], heartbeat_every=0.5)
-    await fleet.start()
-    try:
-        await api.platform.host_health.start()
-        await until_healthy(api, world.host_id)
+    async with one_host_fleet(api, nats_url, world.host_id) as fleet:
         yield world, fleet
-    finally:
-        await fleet.close()
-
-
-async def until_healthy(api: Api, host_id: str) -> None:
-    async with asyncio.timeout(15):
-        while not api.platform.host_health.health(host_id)[0]:
-            await asyncio.sleep(0.1)
 
 
 def flavor(name: str, vcpus: int, memory_mb: int) -> dict[str, object]:

@@ -18,10 +18,10 @@ from domain.compute.preemption import Preemption
 from domain.inventory.host import Host
 from hostd.drivers.compute.port import PowerState
 from hostd.fleet import SimulatedFleet
-from tests.api.compute_world import World, compute_world, create
+from tests.api.compute_world import World, compute_world, create, until_healthy
 from tests.api.conftest import Api, Caller
 from tests.api.test_host_failure import until
-from tests.api.test_instance_resize import flavor, until_healthy
+from tests.api.test_instance_resize import flavor
 
 _PREEMPTED = "domain.compute.instance:Instance.Preempted"
 

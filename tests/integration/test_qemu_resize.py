@@ -1,7 +1,7 @@
 """A real guest under libvirt ``qemu:///system`` (TCG) grows live: a resize of the running
 instance plugs in a vCPU and a DIMM through the API, the dispatcher, NATS and hostd, and the
-guest keeps running without a restart (its boot marker shows once). A resize it cannot take
-live (fewer vCPUs) stops it and boots it again at the new size.
+guest keeps running without a restart (same domain, its boot marker once). A resize it cannot
+take live (fewer vCPUs) stops it and boots it again at the new size.
 
 Needs root, like tests/integration/test_qemu_boot.py (whose fixtures it shares).
 """
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import libvirt
 
-from gateways.settings import Settings
-from tests.api.compute_world import compute_world, create, register_guest
+from tests.api.compute_world import create
 from tests.api.conftest import Api, platform_overrides
 from tests.api.conftest import api as api  # the platform fixture, for this test
 from tests.api.test_compute_e2e import wait_status
@@ -23,31 +22,22 @@ from tests.integration.test_qemu_boot import (
     console,
     guest,
     host_dir,
-    hostd,
     libvirt_uri,
-    remove_domain,
     wait_for_line,
 )
+from tests.integration.test_qemu_guest_actions import booted_guest
 from tests.support.guest_image import MARKER, GuestImage
 
 __all__ = ["api", "guest", "host_dir", "libvirt_uri", "platform_overrides"]  # shared fixtures
 
 
-def live_size(uri: str, name: str) -> tuple[int, int]:
-    """(vCPUs, MiB) of the running domain, as QEMU has them now."""
+def live(uri: str, name: str) -> tuple[int, int, int]:
+    """(vCPUs, MiB, libvirt's domain id: a new one at each start) of the running domain."""
     conn = libvirt.open(uri)
     try:
         domain = conn.lookupByName(name)
-        return domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE), domain.info()[1] // 1024
-    finally:
-        conn.close()
-
-
-def domain_id(uri: str, name: str) -> int:
-    """Libvirt's id of the running domain: a new one at each start."""
-    conn = libvirt.open(uri)
-    try:
-        return int(conn.lookupByName(name).ID())
+        vcpus = domain.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        return vcpus, domain.info()[1] // 1024, int(domain.ID())
     finally:
         conn.close()
 
@@ -69,65 +59,33 @@ async def test_a_real_guest_takes_a_vcpu_and_memory_live_and_restarts_to_shrink(
     guest: GuestImage,
     host_dir: Path,
 ) -> None:
-    world = await compute_world(api, vcpus=1)  # 1 vCPU, 1 GiB: room to 4 and 4 GiB
-    _, image_id = await register_guest(api, world.region_id, guest)
     bigger = await create(api, "/v1/admin/flavors", flavor("grown", 2, 1536))
     smaller = await create(api, "/v1/admin/flavors", flavor("shrunk", 1, 1536))
-    settings = Settings(
-        host_driver="libvirt",
-        libvirt_uri=libvirt_uri,
-        libvirt_domain_type="qemu",
-        state_dir=tmp_path,
-        host_state_dir=host_dir,
-    )
-    owner = await api.tenant("qemu-resize")
-    instance_id = ""
-    async with hostd(nats_url, world.host_id, settings):
-        await api.platform.host_health.start()
-        async with asyncio.timeout(15):
-            while not api.platform.host_health.health(world.host_id)[0]:
-                await asyncio.sleep(0.1)
-        try:
-            created = await api.settled(
-                await owner.post(
-                    "/v1/instances",
-                    json={
-                        "name": "growing",
-                        "region_id": world.region_id,
-                        "flavor_id": world.flavor_id,
-                        "image_id": image_id,
-                    },
-                )
-            )
-            instance_id = created["instance_ids"][0]
-            await wait_status(api, owner, instance_id, "running")
-            serial = host_dir / "serial" / f"{instance_id}.log"
-            await wait_for_line(serial, f"{MARKER} {instance_id}", BOOT_BUDGET)
-            assert live_size(libvirt_uri, instance_id) == (1, 1024)
-            booted = domain_id(libvirt_uri, instance_id)
+    async with booted_guest(  # 1 vCPU, 1 GiB: room to 4 and 4 GiB
+        api, nats_url, tmp_path, libvirt_uri, guest, host_dir, "qemu-resize"
+    ) as booted:
+        instance_id, owner, serial = booted.instance_id, booted.owner, booted.serial
+        vcpus, memory, booted_as = live(libvirt_uri, instance_id)
+        assert (vcpus, memory) == (1, 1024)
 
-            await api.settled(
-                await owner.post(
-                    f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": bigger}
-                )
+        await api.settled(
+            await owner.post(
+                f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": bigger}
             )
-            view = await wait_status(api, owner, instance_id, "running")
-            assert (view["vcpus"], view["memory_mb"], view["error"]) == (2, 1536, None)
-            assert live_size(libvirt_uri, instance_id) == (2, 1536), "plugged into QEMU live"
-            stream = await api.platform.store.read_stream(instance_id)
-            assert not [e for e in stream if e.topic.endswith(".HotResizeRefused")]
-            assert domain_id(libvirt_uri, instance_id) == booted, "the guest never restarted"
-            assert (await asyncio.to_thread(console, serial)).count(MARKER) == 1
+        )
+        view = await wait_status(api, owner, instance_id, "running")
+        assert (view["vcpus"], view["memory_mb"], view["error"]) == (2, 1536, None)
+        assert live(libvirt_uri, instance_id) == (2, 1536, booted_as), "plugged in live"
+        stream = await api.platform.store.read_stream(instance_id)
+        assert not [e for e in stream if e.topic.endswith(".HotResizeRefused")]
+        assert (await asyncio.to_thread(console, serial)).count(MARKER) == 1
 
-            await api.settled(
-                await owner.post(
-                    f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": smaller}
-                )
+        await api.settled(
+            await owner.post(
+                f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": smaller}
             )
-            await wait_status(api, owner, instance_id, "running")
-            assert live_size(libvirt_uri, instance_id) == (1, 1536)
-            assert domain_id(libvirt_uri, instance_id) != booted, "booted again to shrink"
-            await wait_for_line(serial, f"{MARKER} {instance_id}", BOOT_BUDGET)
-        finally:
-            if instance_id:
-                remove_domain(libvirt_uri, instance_id)
+        )
+        await wait_status(api, owner, instance_id, "running")
+        vcpus, memory, started_as = live(libvirt_uri, instance_id)
+        assert (vcpus, memory) == (1, 1536) and started_as != booted_as, "booted again"
+        await wait_for_line(serial, f"{MARKER} {instance_id}", BOOT_BUDGET)
