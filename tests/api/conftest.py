@@ -163,7 +163,8 @@ async def api(
             finally:
                 stop.set()
                 await client.close()
-                await asyncio.wait_for(asyncio.gather(worker, identity), 10)
+                # A worker still folding a big history (the 2,400-instance rebuild test) needs more.
+                await asyncio.wait_for(asyncio.gather(worker, identity), 30)
                 # Each test platform has its own durable outcome consumer: leave none behind.
                 with contextlib.suppress(Exception):
                     await platform.js.delete_consumer(
