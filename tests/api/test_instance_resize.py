@@ -5,6 +5,7 @@ host claim and quota follow at once."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,13 @@ async def world(api: Api, nats_url: str) -> AsyncIterator[tuple[World, Simulated
     world = await compute_world(api)
     async with one_host_fleet(api, nats_url, world.host_id) as fleet:
         yield world, fleet
+
+
+async def resize(owner: Caller, instance_id: str, flavor_id: str) -> Any:
+    """POST the resize action; the raw response."""
+    return await owner.post(
+        f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": flavor_id}
+    )
 
 
 def flavor(name: str, vcpus: int, memory_mb: int) -> dict[str, object]:
@@ -53,14 +61,10 @@ async def test_a_stopped_instance_is_resized_and_runs_at_its_new_size(
 
     await api.settled(await owner.post(f"/v1/instances/{instance_id}/actions/stop"))
     await until(api, owner, [instance_id], lambda v: v["status"] == "stopped", 30)
-    too_big = await owner.post(
-        f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": huge}
-    )
+    too_big = await resize(owner, instance_id, huge)
     assert too_big.status == 409 and (await too_big.json())["code"] == "capacity_exhausted"
 
-    await api.settled(
-        await owner.post(f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": bigger})
-    )
+    await api.settled(await resize(owner, instance_id, bigger))
     (view,) = await until(api, owner, [instance_id], lambda v: v["vcpus"] == 6, 10)
     assert view["flavor_id"] == bigger and view["memory_mb"] == 4096
     host = await (await api.admin.get(f"/v1/admin/hosts/{place.host_id}")).json()
@@ -113,9 +117,7 @@ async def test_a_running_instance_grows_live_without_a_restart(
     before = await version(api, instance_id)
     bigger = await create(api, "/v1/admin/flavors", flavor("bigger", 6, 4096))
 
-    await api.settled(
-        await owner.post(f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": bigger})
-    )
+    await api.settled(await resize(owner, instance_id, bigger))
     (view,) = await until(api, owner, [instance_id], lambda v: v["status"] == "running", 30)
     assert (view["vcpus"], view["memory_mb"], view["flavor_id"]) == (6, 4096, bigger)
     compute = fleet.computes[place.host_id]
@@ -137,9 +139,7 @@ async def test_a_running_instance_that_cannot_grow_live_restarts_at_its_new_size
     before = await version(api, instance_id)
     smaller = await create(api, "/v1/admin/flavors", flavor("smaller", 1, 1024))
 
-    await api.settled(
-        await owner.post(f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": smaller})
-    )
+    await api.settled(await resize(owner, instance_id, smaller))
     (view,) = await until(api, owner, [instance_id], lambda v: v["status"] == "running", 30)
     assert (view["vcpus"], view["memory_mb"]) == (1, 1024)
     assert fleet.computes[place.host_id].sizes[instance_id] == (1, 1024)
@@ -160,9 +160,7 @@ async def test_a_guest_that_refuses_hot_plug_is_restarted_at_its_new_size(
     fleet.computes[place.host_id].refuses_hot_plug = True
     bigger = await create(api, "/v1/admin/flavors", flavor("bigger-still", 4, 2048))
 
-    await api.settled(
-        await owner.post(f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": bigger})
-    )
+    await api.settled(await resize(owner, instance_id, bigger))
     (view,) = await until(
         api, owner, [instance_id], lambda v: v["status"] == "running" and v["vcpus"] == 4, 30
     )
@@ -187,9 +185,7 @@ async def test_a_running_instance_s_host_without_room_refuses_the_growth(
     instance_id = await running(api, place, owner, "greedy")
     before = await version(api, instance_id)
     huge = await create(api, "/v1/admin/flavors", flavor("too-huge", 16, 4096))
-    refused = await owner.post(
-        f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": huge}
-    )
+    refused = await resize(owner, instance_id, huge)
     assert refused.status == 409 and (await refused.json())["code"] == "capacity_exhausted"
     (view,) = await views(api, owner, [instance_id])
     assert (view["status"], view["vcpus"]) == ("running", 2)

@@ -17,6 +17,7 @@ from tests.api.compute_world import create
 from tests.api.conftest import Api, platform_overrides
 from tests.api.conftest import api as api  # the platform fixture, for this test
 from tests.api.test_compute_e2e import wait_status
+from tests.api.test_instance_resize import flavor, resize
 from tests.integration.test_qemu_boot import (
     BOOT_BUDGET,
     console,
@@ -42,15 +43,6 @@ def live(uri: str, name: str) -> tuple[int, int, int]:
         conn.close()
 
 
-def flavor(name: str, vcpus: int, memory_mb: int) -> dict[str, object]:
-    return {
-        "name": name,
-        "vcpus": vcpus,
-        "memory_mb": memory_mb,
-        "disk": {"min_gb": 1, "max_gb": 20},
-    }
-
-
 async def test_a_real_guest_takes_a_vcpu_and_memory_live_and_restarts_to_shrink(
     api: Api,
     nats_url: str,
@@ -68,11 +60,7 @@ async def test_a_real_guest_takes_a_vcpu_and_memory_live_and_restarts_to_shrink(
         vcpus, memory, booted_as = live(libvirt_uri, instance_id)
         assert (vcpus, memory) == (1, 1024)
 
-        await api.settled(
-            await owner.post(
-                f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": bigger}
-            )
-        )
+        await api.settled(await resize(owner, instance_id, bigger))
         view = await wait_status(api, owner, instance_id, "running")
         assert (view["vcpus"], view["memory_mb"], view["error"]) == (2, 1536, None)
         assert live(libvirt_uri, instance_id) == (2, 1536, booted_as), "plugged in live"
@@ -80,11 +68,7 @@ async def test_a_real_guest_takes_a_vcpu_and_memory_live_and_restarts_to_shrink(
         assert not [e for e in stream if e.topic.endswith(".HotResizeRefused")]
         assert (await asyncio.to_thread(console, serial)).count(MARKER) == 1
 
-        await api.settled(
-            await owner.post(
-                f"/v1/instances/{instance_id}/actions/resize", json={"flavor_id": smaller}
-            )
-        )
+        await api.settled(await resize(owner, instance_id, smaller))
         await wait_status(api, owner, instance_id, "running")
         vcpus, memory, started_as = live(libvirt_uri, instance_id)
         assert (vcpus, memory) == (1, 1536) and started_as != booted_as, "booted again"
