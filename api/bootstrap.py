@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import nats
 from aiohttp import web
@@ -160,8 +161,16 @@ def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None
     async def handle(outcome: HostOutcome) -> None:
         await apply_outcome(platform.executor, outcome)
 
+    async def born() -> datetime | None:
+        first = await platform.store.read_all(limit=1, headers_only=True)
+        return first[0].recorded_at if first else None
+
     ingester = OutcomeIngester(
-        platform.js, handle, ensure_streams=ensure, durable=f"scloud-outcomes-{schema}"
+        platform.js,
+        handle,
+        ensure_streams=ensure,
+        durable=f"scloud-outcomes-{schema}",
+        born=born,
     )
     return [
         dispatcher.run(stop),

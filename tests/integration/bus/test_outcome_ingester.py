@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime, timedelta
 
 import nats
+from nats.js import JetStreamContext
 
 from gateways.bus import hostwire
-from gateways.bus.hostwire import Action, HostOutcome
+from gateways.bus.hostwire import Action, HostOutcome, PowerState
 from gateways.bus.ingester import OutcomeIngester
 from gateways.eventstore.records import ConcurrencyConflict
 from hostd.streams import HostBus, ensure_streams
@@ -45,7 +47,7 @@ async def test_an_outcome_that_failed_to_be_handled_is_delivered_again(nats_url:
             instance_id=mine,
             action=Action.ENSURE_RUNNING,
             ok=True,
-            state="running",
+            state=PowerState.RUNNING,
         )
         await js.publish(hostwire.outcome_subject(host), hostwire.encode(outcome))
         await asyncio.wait_for(handled.wait(), 20)
@@ -53,5 +55,94 @@ async def test_an_outcome_that_failed_to_be_handled_is_delivered_again(nats_url:
     finally:
         stop.set()
         await asyncio.wait_for(running, 10)
+        await js.delete_consumer(hostwire.OUTCOMES_STREAM, durable)
+        await client.close()
+
+
+async def _handled_steps(
+    js: JetStreamContext,
+    durable: str,
+    mine: str,
+    born: datetime,
+    until: str,
+) -> list[str]:
+    """Runs an ingester on ``durable`` until it handles step ``until``; its steps for ``mine``."""
+    seen: list[str] = []
+    done = asyncio.Event()
+
+    async def handle(outcome: HostOutcome) -> None:
+        if outcome.instance_id == mine:
+            seen.append(outcome.step_id)
+            if outcome.step_id == until:
+                done.set()
+
+    async def ensure() -> None:
+        await ensure_streams(js, HostBus())
+
+    async def birth() -> datetime:
+        return born
+
+    ingester = OutcomeIngester(
+        js, handle, ensure_streams=ensure, durable=durable, born=birth, margin=timedelta(0)
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(ingester.run(stop))
+    try:
+        await asyncio.wait_for(done.wait(), 20)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 10)
+    return seen
+
+
+def _outcome(host: str, instance: str, step: str) -> bytes:
+    return hostwire.encode(
+        HostOutcome(
+            step_id=step,
+            host_id=host,
+            instance_id=instance,
+            action=Action.ENSURE_RUNNING,
+            ok=True,
+            state=PowerState.RUNNING,
+        )
+    )
+
+
+async def test_a_new_platform_skips_outcomes_from_before_it_was_born(nats_url: str) -> None:
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    await ensure_streams(js, HostBus())
+    host, mine = f"hst-{secrets.token_hex(4)}", f"i-{secrets.token_hex(6)}"
+    durable = f"test-ingester-{secrets.token_hex(4)}"
+    try:
+        await js.publish(hostwire.outcome_subject(host), _outcome(host, mine, "stp-before"))
+        await asyncio.sleep(1.0)
+        born = datetime.now(UTC)
+        await js.publish(hostwire.outcome_subject(host), _outcome(host, mine, "stp-after"))
+        seen = await _handled_steps(js, durable, mine, born, until="stp-after")
+        assert seen == ["stp-after"]
+    finally:
+        await js.delete_consumer(hostwire.OUTCOMES_STREAM, durable)
+        await client.close()
+
+
+async def test_a_restarted_platform_keeps_its_place_whatever_its_birth(nats_url: str) -> None:
+    client = await nats.connect(nats_url)
+    js = client.jetstream()
+    await ensure_streams(js, HostBus())
+    host, mine = f"hst-{secrets.token_hex(4)}", f"i-{secrets.token_hex(6)}"
+    durable = f"test-ingester-{secrets.token_hex(4)}"
+    try:
+        long_ago = datetime.now(UTC) - timedelta(seconds=30)
+        await js.publish(hostwire.outcome_subject(host), _outcome(host, mine, "stp-first"))
+        assert await _handled_steps(js, durable, mine, long_ago, until="stp-first") == ["stp-first"]
+        # Published while the platform was away; a consumer made afresh with this birth
+        # would start after it.
+        await js.publish(hostwire.outcome_subject(host), _outcome(host, mine, "stp-while-away"))
+        await asyncio.sleep(1.0)
+        later = datetime.now(UTC)
+        seen = await _handled_steps(js, durable, mine, later, until="stp-while-away")
+        assert seen == ["stp-while-away"]
+    finally:
         await js.delete_consumer(hostwire.OUTCOMES_STREAM, durable)
         await client.close()
