@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,11 +15,13 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from api.app import build_app
+from api.services.compute import fleet_cache
 from api.services.deadlines import run_deadlines
 from api.services.executor import CommandExecutor
 from api.services.outcomes import apply_outcome
 from api.services.renewals import Renewals, run_renewals
 from api.services.settlement import Settlement, run_settlement
+from domain.compute.scheduler import HostHealth
 from domain.identity.user import User
 from domain.metadata import Actor, CommandContext
 from gateways.bus.dispatcher import HostCommandDispatcher
@@ -66,6 +68,15 @@ class Platform:
         self.executor = CommandExecutor(self.repository)
         self.host_health = HostHealthWatcher(self.js)
         self.documents = DocumentQueries(self.settings.schema)
+
+    async def hosts_for_placing(self) -> tuple[list[str], Mapping[str, HostHealth]]:
+        """Every host's id and the health of those that beat, as placements read them."""
+        await self.host_health.start()
+        documents, pool = self.documents, self.store.pool
+        hosts = await fleet_cache(self.repository).host_ids(
+            lambda: documents.ids_of_kind_as_of(pool, "hst")
+        )
+        return hosts, self.host_health.snapshot(hosts)
 
     def projections(self) -> list[Projection]:
         schema = self.settings.schema

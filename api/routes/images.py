@@ -193,9 +193,7 @@ async def _import(call: Call, body: ImportImage, tenant_id: str | None) -> web.R
         except WebhookTargetUnresolvable as refused:
             raise ImageSourceInvalid(refused.detail, field="source.url") from None
     platform = call.platform
-    await platform.host_health.start()
-    hosts = await platform.documents.ids_of_kind(platform.store.pool, "hst")
-    health = {host_id: compute.Health(*platform.host_health.health(host_id)) for host_id in hosts}
+    hosts, health = await platform.hosts_for_placing()
 
     async def decide(unit: UnitOfWork) -> Decided:
         return await images.import_image(

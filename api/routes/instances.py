@@ -178,9 +178,7 @@ async def create_instances(call: Call) -> web.Response:
         )
         return json_response(answer)
     platform = call.platform
-    await platform.host_health.start()
-    hosts = await platform.documents.ids_of_kind(platform.store.pool, "hst")
-    health = {host_id: compute.Health(*platform.host_health.health(host_id)) for host_id in hosts}
+    hosts, health = await platform.hosts_for_placing()
 
     async def decide(unit: UnitOfWork) -> Decided:
         return await compute.create_instances(
@@ -426,9 +424,7 @@ async def migrate_instance(call: Call) -> web.Response:
     instance_id = call.request.match_info["id"]
     document = await call.document(instance_id, "i", "admin:instance:migrate")
     platform = call.platform
-    await platform.host_health.start()
-    hosts = await platform.documents.ids_of_kind(platform.store.pool, "hst")
-    health = {host_id: compute.Health(*platform.host_health.health(host_id)) for host_id in hosts}
+    hosts, health = await platform.hosts_for_placing()
 
     async def decide(unit: UnitOfWork) -> Decided:
         return await migration.migrate_instance(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -24,8 +24,8 @@ from domain.compute.instance import DELETING, EVACUABLE, Instance
 from domain.compute.scheduler import (
     BatchPlacement,
     GpuRequest,
+    HostHealth,
     HostView,
-    LiveLoad,
     PlacedInstance,
     PlacementRequest,
     Resources,
@@ -49,6 +49,7 @@ from domain.quota.ledger import QuotaLedger, ledger_id
 from gateways.eventstore.repository import Repository
 
 MAX_BATCH = 50
+HOST_PREFIX = "hst-"
 PLACEMENT = SchedulerSettings(subset_size=8)
 """Creates choose among the eight best hosts: fifty at once seldom race for one host."""
 STALE_VIEW_RETRIES = 4
@@ -61,9 +62,7 @@ class NoCapacity(Conflict):
     code = "no_capacity"
 
 
-class Health(msgspec.Struct, frozen=True):
-    healthy: bool
-    load: LiveLoad | None = None
+Health = HostHealth
 
 
 def host_view(host: Host, cluster: Cluster, health: Health) -> HostView:
@@ -114,6 +113,8 @@ class FleetCache:
         self.clusters: dict[str, Cluster] = {}
         self._views: dict[str, tuple[tuple[int, int, Health], HostView]] = {}
         self._lock = asyncio.Lock()
+        self._host_ids: set[str] | None = None
+        self._sorted: list[str] = []
         self.busy: dict[str, float] = {}
         """Hosts that commands of this process are claiming right now, until when."""
 
@@ -147,7 +148,34 @@ class FleetCache:
                     self.busy.pop(event.originator_id, None)
                     self.hosts.pop(event.originator_id, None)
                     self.clusters.pop(event.originator_id, None)
+                    self._learn(event.originator_id)
                 self.position = batch[-1].position
+
+    def _learn(self, aggregate_id: str) -> None:
+        known = self._host_ids
+        if known is not None and aggregate_id.startswith(HOST_PREFIX) and aggregate_id not in known:
+            known.add(aggregate_id)
+            self._sorted = []
+
+    async def host_ids(self, listing: Callable[[], Awaitable[tuple[int, list[str]]]]) -> list[str]:
+        """Every host's id, in id order: listed once (``listing`` gives the ids and the
+        store position they are complete to), then learnt from the store's headers.
+
+        A create used to query the documents for a thousand ids each time.
+        """
+        if self._host_ids is None:
+            async with self._lock:
+                if self._host_ids is None:
+                    complete_to, ids = await listing()
+                    self._host_ids, self._sorted = set(ids), sorted(ids)
+                    # Hosts after the listing's position are learnt from the headers:
+                    # read from there, even if they were read before.
+                    if self.position is None or complete_to < self.position:
+                        self.position = complete_to
+        await self.refresh()
+        if not self._sorted and self._host_ids:
+            self._sorted = sorted(self._host_ids)
+        return self._sorted
 
     async def load(self, host_ids: Sequence[str]) -> None:
         """Load the hosts not held, once, however many commands ask at the same time."""
@@ -221,14 +249,16 @@ async def region_fleet(
     clusters: dict[str, Cluster] = {}
     views: list[HostView] = []
     unhealthy = Health(healthy=False)
+    held, view = cache.hosts, cache.view
     for host_id in host_ids:
-        host = await cache.host(host_id)
+        # What load() just made sure of, unless a refresh in between forgot the host.
+        host = held.get(host_id) or await cache.host(host_id)
         if host.region_id != region_id:
             continue
         cluster = clusters.get(host.cluster_id) or await cache.cluster(host.cluster_id)
         clusters[cluster.id] = cluster
-        versions[host.id] = host.version
-        views.append(cache.view(host, cluster, health.get(host.id, unhealthy)))
+        versions[host_id] = host.version
+        views.append(view(host, cluster, health.get(host_id, unhealthy)))
     return Fleet(cache, versions, clusters, views)
 
 

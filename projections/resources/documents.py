@@ -21,12 +21,13 @@ from domain.ids import is_id, prefix_of
 from gateways.eventstore.records import RecordedEvent
 from gateways.eventstore.schema import checked_schema
 from gateways.eventstore.transcoder import MsgspecTranscoder
+from projections.resources.queries import DOCUMENTS
 
 _json = msgspec.json.Encoder()
 
 
 class ResourceDocuments:
-    name = "resource_documents"
+    name = DOCUMENTS
 
     def __init__(self, schema: str) -> None:
         self.schema = checked_schema(schema)

@@ -12,6 +12,10 @@ import asyncpg
 import msgspec
 
 from gateways.eventstore.schema import checked_schema
+from projections.checkpoints import Checkpoints
+
+DOCUMENTS = "resource_documents"
+"""The projection that writes the documents (its checkpoint's name)."""
 
 
 class Document(msgspec.Struct, frozen=True):
@@ -43,12 +47,22 @@ class DocumentQueries:
         self._columns = "resource_id, kind, tenant_id, project_id, version, view::text, position"
         self._one = f"SELECT {self._columns} FROM {table} WHERE resource_id = $1"
         self._table = table
+        self._checkpoints = Checkpoints(schema)
 
     async def ids_of_kind(self, pool: asyncpg.Pool, kind: str) -> list[str]:
         rows = await pool.fetch(
             f"SELECT resource_id FROM {self._table} WHERE kind = $1 ORDER BY resource_id", kind
         )
         return [row[0] for row in rows]
+
+    async def ids_of_kind_as_of(self, pool: asyncpg.Pool, kind: str) -> tuple[int, list[str]]:
+        """The ids of ``kind``, and a store position they include everything up to.
+
+        The position is read first: the documents only move forward, so the ids read
+        after it hold at least what was there at that position.
+        """
+        position = await self._checkpoints.read(pool, DOCUMENTS)
+        return position, await self.ids_of_kind(pool, kind)
 
     async def get(self, pool: asyncpg.Pool, resource_id: str) -> Document | None:
         row = await pool.fetchrow(self._one, resource_id)

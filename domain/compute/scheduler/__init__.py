@@ -15,6 +15,7 @@ from domain.compute.scheduler.settings import Multipliers, SchedulerSettings
 from domain.compute.scheduler.view import (
     GpuDevice,
     GroupPolicy,
+    HostHealth,
     HostView,
     LiveLoad,
     PlacedInstance,
@@ -33,6 +34,7 @@ __all__ = [
     "GpuDevice",
     "GpuRequest",
     "GroupPolicy",
+    "HostHealth",
     "HostScore",
     "HostView",
     "LiveLoad",

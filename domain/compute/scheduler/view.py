@@ -31,6 +31,13 @@ class LiveLoad(msgspec.Struct, frozen=True):
     memory_available_mb: int
 
 
+class HostHealth(msgspec.Struct, frozen=True):
+    """Whether a host's heartbeat is within its deadline, and what the beat said."""
+
+    healthy: bool
+    load: LiveLoad | None = None
+
+
 class PlacedInstance(msgspec.Struct, frozen=True, kw_only=True):
     """An instance holding a claim on a host."""
 
