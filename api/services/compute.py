@@ -115,6 +115,7 @@ class FleetCache:
         self._lock = asyncio.Lock()
         self._host_ids: set[str] | None = None
         self._sorted: list[str] = []
+        self._regions: dict[str, _RegionViews] = {}
         self.busy: dict[str, float] = {}
         """Hosts that commands of this process are claiming right now, until when."""
 
@@ -146,10 +147,17 @@ class FleetCache:
             ):
                 for event in batch:
                     self.busy.pop(event.originator_id, None)
-                    self.hosts.pop(event.originator_id, None)
-                    self.clusters.pop(event.originator_id, None)
+                    self.forget(event.originator_id)
                     self._learn(event.originator_id)
                 self.position = batch[-1].position
+
+    def forget(self, aggregate_id: str) -> None:
+        """The host or cluster changed: load it again before it is viewed."""
+        if self.hosts.pop(aggregate_id, None) is not None:
+            for region in self._regions.values():
+                region.stale.add(aggregate_id)
+        if self.clusters.pop(aggregate_id, None) is not None:
+            self._regions.clear()  # every view of its hosts is built again (seldom)
 
     def _learn(self, aggregate_id: str) -> None:
         known = self._host_ids
@@ -200,12 +208,74 @@ class FleetCache:
             cluster = self.clusters[cluster_id] = await self.repository.get(cluster_id, Cluster)
         return cluster
 
+    async def region(
+        self, region_id: str, host_ids: Sequence[str], health: Mapping[str, Health]
+    ) -> Fleet:
+        """The region's hosts as the scheduler sees them. Kept between creates: only the
+        hosts that changed since (a claim, a beat) are viewed again, not all of them."""
+        kept = self._regions.get(region_id)
+        if (
+            kept is None
+            or not kept.complete
+            or kept.host_ids is not host_ids
+            or kept.health is not health
+        ):
+            kept = await self._view_region(region_id, host_ids, health)
+        else:
+            unhealthy = Health(healthy=False)
+            while kept.stale:
+                host_id = kept.stale.pop()
+                if host_id not in kept.views:
+                    continue  # another region's
+                host = self.hosts.get(host_id) or await self.host(host_id)
+                cluster = kept.clusters.get(host.cluster_id) or await self.cluster(host.cluster_id)
+                kept.clusters[cluster.id] = cluster
+                kept.versions[host_id] = host.version
+                kept.views[host_id] = self.view(host, cluster, health.get(host_id, unhealthy))
+        return Fleet(self, dict(kept.versions), dict(kept.clusters), list(kept.views.values()))
+
+    async def _view_region(
+        self,
+        region_id: str,
+        host_ids: Sequence[str],
+        health: Mapping[str, Health],
+    ) -> _RegionViews:
+        kept = _RegionViews(host_ids, health)
+        # Known while it is made, so hosts that change meanwhile are marked stale in it;
+        # used by others only once complete.
+        self._regions[region_id] = kept
+        unhealthy = Health(healthy=False)
+        for host_id in host_ids:
+            # What load() just made sure of, unless a refresh in between forgot the host.
+            host = self.hosts.get(host_id) or await self.host(host_id)
+            if host.region_id != region_id:
+                continue
+            cluster = kept.clusters.get(host.cluster_id) or await self.cluster(host.cluster_id)
+            kept.clusters[cluster.id] = cluster
+            kept.versions[host_id] = host.version
+            kept.views[host_id] = self.view(host, cluster, health.get(host_id, unhealthy))
+        kept.complete = True
+        return kept
+
     def view(self, host: Host, cluster: Cluster, health: Health) -> HostView:
         key = (host.version, cluster.version, health)
         cached = self._views.get(host.id)
         if cached is None or cached[0] != key:
             cached = self._views[host.id] = (key, host_view(host, cluster, health))
         return cached[1]
+
+
+class _RegionViews:
+    """A region's host views, and what they were made from."""
+
+    def __init__(self, host_ids: Sequence[str], health: Mapping[str, Health]) -> None:
+        self.host_ids, self.health = host_ids, health
+        self.views: dict[str, HostView] = {}
+        self.versions: dict[str, int] = {}
+        self.clusters: dict[str, Cluster] = {}
+        self.stale: set[str] = set()
+        """Hosts changed since their view was made."""
+        self.complete = False
 
 
 _CACHES: weakref.WeakKeyDictionary[Repository, FleetCache] = weakref.WeakKeyDictionary()
@@ -234,7 +304,7 @@ class Fleet(msgspec.Struct):
         current = True
         for host_id in host_ids:
             if (await unit.get(host_id, Host)).version != self.versions[host_id]:
-                self.cache.hosts.pop(host_id, None)
+                self.cache.forget(host_id)
                 current = False
         return current
 
@@ -245,21 +315,7 @@ async def region_fleet(
     cache = fleet_cache(unit.repository)
     await cache.refresh()
     await cache.load(host_ids)
-    versions: dict[str, int] = {}
-    clusters: dict[str, Cluster] = {}
-    views: list[HostView] = []
-    unhealthy = Health(healthy=False)
-    held, view = cache.hosts, cache.view
-    for host_id in host_ids:
-        # What load() just made sure of, unless a refresh in between forgot the host.
-        host = held.get(host_id) or await cache.host(host_id)
-        if host.region_id != region_id:
-            continue
-        cluster = clusters.get(host.cluster_id) or await cache.cluster(host.cluster_id)
-        clusters[cluster.id] = cluster
-        versions[host_id] = host.version
-        views.append(view(host, cluster, health.get(host_id, unhealthy)))
-    return Fleet(cache, versions, clusters, views)
+    return await cache.region(region_id, host_ids, health)
 
 
 async def create_instances(

@@ -83,6 +83,17 @@ class PostgresEventStore:
             f"INSERT INTO {s}.{SNAPSHOTS_TABLE} (originator_id, originator_version, topic, "
             "state) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
         )
+        # The latest snapshot (a row whose position is NULL) and the events after it, in
+        # one round trip: loading an aggregate is the commonest read of all.
+        self._sql_latest = (
+            f"WITH snap AS (SELECT originator_version, topic, state FROM {s}.{SNAPSHOTS_TABLE} "
+            "WHERE originator_id = $1 ORDER BY originator_version DESC LIMIT 1) "
+            "SELECT NULL::bigint, $1::text, originator_version, topic, state, NULL::bytea, "
+            "NULL::text, NULL::bytea, NULL::timestamptz FROM snap "
+            f"UNION ALL (SELECT {_COLUMNS} FROM {s}.{t} WHERE originator_id = $1 "
+            "AND originator_version > coalesce((SELECT originator_version FROM snap), 0) "
+            "ORDER BY originator_version)"
+        )
         self._sql_get_snapshot = (
             f"SELECT originator_version, topic, state FROM {s}.{SNAPSHOTS_TABLE} "
             "WHERE originator_id = $1 AND originator_version <= $2 "
@@ -133,6 +144,16 @@ class PostgresEventStore:
     ) -> tuple[int, str, bytes] | None:
         row = await self.pool.fetchrow(self._sql_get_snapshot, originator_id, at_most)
         return None if row is None else (row[0], row[1], row[2])
+
+    async def read_latest(
+        self, originator_id: str
+    ) -> tuple[tuple[int, str, bytes] | None, list[RecordedEvent]]:
+        """The latest snapshot (version, topic, state), if any, and the events after it."""
+        rows = await self.pool.fetch(self._sql_latest, originator_id)
+        if rows and rows[0][0] is None:
+            first = rows[0]
+            return (first[2], first[3], first[4]), [_recorded(r) for r in rows[1:]]
+        return None, [_recorded(r) for r in rows]
 
     # -- reading ---------------------------------------------------------------------
 

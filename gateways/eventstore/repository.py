@@ -38,8 +38,7 @@ class Repository:
 
     async def get(self, aggregate_id: str, kind: type[A]) -> A:
         start: Any = None
-        after = 0
-        snapshot = await self.store.read_snapshot(aggregate_id)
+        snapshot, events = await self.store.read_latest(aggregate_id)
         if snapshot is not None:
             version, topic, state = snapshot
             start = Snapshot(
@@ -49,8 +48,6 @@ class Repository:
                 topic=topic,
                 state=self.transcoder.decode(state),
             ).mutate(None)
-            after = version
-        events = await self.store.read_stream(aggregate_id, after_version=after)
         if start is None and not events:
             raise NotFound(f"{aggregate_id} does not exist", resource_id=aggregate_id)
         aggregate = start

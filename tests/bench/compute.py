@@ -1,13 +1,16 @@
 """Instance creates through the API, the scheduler, NATS and simulated host daemons.
 
-Run: ``python -m tests.bench.compute [--mode closed|flat|both] [--scale 1.0] [--creates N]``
-from the repository root: 500 creates by default, to stay within a minute; ``--creates
-10000`` is the issue's full size (several minutes).
+Run: ``python -m tests.bench.compute [--mode closed|flat|both] [--scale 1.0] [--creates N]
+[--processes 3|1]`` from the repository root: 500 creates by default, to stay within a
+minute; ``--creates 10000`` is the issue's full size (several minutes).
 
-One process holds the platform (API on a real port, projections, the host command
-dispatcher, the outcome ingester, deadlines, host failures) and a ``SimulatedFleet`` of
-1,000 hosts at scale 1 (one durable consumer each, heartbeats every 5 s), on the machine's
-PostgreSQL and NATS. 50 tenants send creates, 50 at once, in one of two modes:
+Three processes by default, as the platform is deployed, on the machine's PostgreSQL and
+NATS: this one holds the API on a real port (so the create path can be timed inside it)
+and the clients; ``scloud worker`` holds projections, the host command dispatcher, the
+outcome ingester, deadlines and host failures; ``tests.bench.compute_fleet`` holds a
+``SimulatedFleet`` of 1,000 hosts at scale 1 (one durable consumer each, heartbeats every
+5 s). ``--processes 1`` runs all three in this one, for comparison. 50 tenants send
+creates, 50 at once, in one of two modes:
 - closed loop (the default, the way Rally measures Nova): each of the 50 creates one
   instance, reads it through the API (``GET /v1/instances/{id}`` every 0.1 s, or every
   tenth of the time waited if longer: the create's operation is finished when the create
@@ -32,14 +35,16 @@ import json
 import secrets
 import signal
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+import msgspec
 from aiohttp import web
 from nats.js.errors import NotFoundError
 
@@ -55,8 +60,10 @@ from gateways.bus import hostwire
 from gateways.settings import Settings
 from hostd.fleet import SimulatedFleet
 from hostd.streams import durable_name
-from tests.bench.api_server import free_port
+from projections.runner import wait_for_position
+from tests.bench.api_server import REPOSITORY, free_port, scloud, server_process
 from tests.bench.common import database, nats_server, report, scratch_schema
+from tests.bench.compute_fleet import FleetOrder
 
 CONCURRENCY = 50
 POLL_SECONDS = 0.1
@@ -70,6 +77,7 @@ ADMIN_PASSWORD = "bench-admin-password"
 REACHED = "domain.compute.instance:Instance.Reached"
 ENDED_IN_ERROR = {f"domain.compute.instance:Instance.{e}" for e in ("TimedOut", "Failed")}
 MODES = {"closed": ("closed",), "flat": ("flat",), "both": ("closed", "flat")}
+HEARTBEAT_SECONDS = 5.0
 T = TypeVar("T")
 
 
@@ -244,6 +252,7 @@ async def closed_loop(load: Load, per: int, hosts: int) -> dict[str, float]:
         "closed loop: request to running p50 ms": statistics.median(to_running),
         "closed loop: request to running p95 ms": p(to_running, 0.95),
         "closed loop: request to running event p95 ms": p(to_event, 0.95),
+        "closed loop: create decisions per create": len(load.decisions.ms) / len(answered),
         **load.placement_figures("closed loop: ", hosts, "up to 50 at once"),
     }
 
@@ -307,6 +316,8 @@ class Plan:
     modes: tuple[str, ...]
     poll: float
     """Seconds (at least) between a closed-loop client's reads of its instance."""
+    processes: int = 3
+    """3: API and clients, worker, hosts each in a process; 1: all in this one."""
 
 
 async def bench(plan: Plan) -> dict[str, float]:
@@ -343,14 +354,18 @@ async def _measure(platform: Platform, plan: Plan) -> dict[str, float]:
     await ensure_first_admin(platform)
     await platform.identity.catch_up(platform.store)
     stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(platform, stop, relay=False))
-    identity = asyncio.create_task(platform.identity.follow(platform.store, stop))
+    parts = contextlib.AsyncExitStack()
+    tasks: list[asyncio.Task[None]] = []
+    if plan.processes == 1:
+        tasks.append(asyncio.create_task(run_worker(platform, stop, relay=False)))
+    else:
+        await parts.enter_async_context(worker_process(platform))
+    tasks.append(asyncio.create_task(platform.identity.follow(platform.store, stop)))
     runner = web.AppRunner(build_app(platform), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.api_port).start()
     running = Running(platform)
     follower = asyncio.create_task(running.follow(stop))
-    fleet: SimulatedFleet | None = None
     host_ids: list[str] = []
     far_instances: list[str] = []
     connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
@@ -362,14 +377,20 @@ async def _measure(platform: Platform, plan: Plan) -> dict[str, float]:
             ) as r:
                 admin = (await r.json())["token"]
             region, cluster_id, body = await catalogue(session, admin)
-            await asyncio.sleep(0.5)  # the cluster's document, read by the next step
+            await projected(platform)  # the cluster's document, read by the next step
             cluster = await platform.repository.get(cluster_id, Cluster)
             host_ids = await register_hosts(platform, cluster, host_count, "near")
 
             started = time.perf_counter()
             nats_url = settings.nats_url or ""
-            fleet = SimulatedFleet(host_count, nats_url, host_ids=host_ids, heartbeat_every=5.0)
-            await fleet.start()
+            if plan.processes == 1:
+                fleet = SimulatedFleet(
+                    host_count, nats_url, host_ids=host_ids, heartbeat_every=HEARTBEAT_SECONDS
+                )
+                await fleet.start()
+                parts.push_async_callback(fleet.close)
+            else:
+                await parts.enter_async_context(hosts_process(nats_url, host_ids))
             print(f"  fleet of {host_count} hosts up in {time.perf_counter() - started:.1f} s")
             await platform.host_health.start()
             async with asyncio.timeout(60):
@@ -383,15 +404,13 @@ async def _measure(platform: Platform, plan: Plan) -> dict[str, float]:
             compute.create_instances = load.decisions.coro(compute.create_instances)  # type: ignore[assignment]
             per = max(1, plan.creates // CONCURRENCY)
 
-            # Warm-up: the fleet view's first load, connections, caches; all left running
-            # (and the outcomes other platforms left in the shared NATS read past: a new
-            # ingester reads the stream from its start).
+            # Warm-up: the fleet view's first load, connections, caches; all left running.
             started = time.perf_counter()
             await closed_loop(Load(session, tokens[:5], body, running, plan.poll), 2, host_count)
             load.forget()
             print(f"  warm-up: {time.perf_counter() - started:.0f} s")
 
-            figures: dict[str, float] = {"hosts": float(host_count)}
+            figures: dict[str, float] = {"hosts": float(host_count), "processes": float(plan.processes)}
             for mode in plan.modes:
                 started = time.perf_counter()
                 round_ = closed_loop if mode == "closed" else flat_out
@@ -436,29 +455,92 @@ async def _measure(platform: Platform, plan: Plan) -> dict[str, float]:
             return figures
     finally:
         stop.set()
-        if fleet is not None:
-            await fleet.close()
+        await parts.aclose()
         follower.cancel()
         await runner.cleanup()
-        await asyncio.gather(worker, identity, return_exceptions=True)
-        js = platform.js
-        for host_id in host_ids:
-            with contextlib.suppress(NotFoundError):
-                await js.delete_consumer(hostwire.COMMANDS_STREAM, durable_name(host_id))
-            # The outcomes stream keeps a week: every new ingester would read these again.
-            with contextlib.suppress(NotFoundError):
-                subject = hostwire.outcome_subject(host_id)
-                await js.purge_stream(hostwire.OUTCOMES_STREAM, subject=subject)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await leave_nats(platform, host_ids, far_instances)
+
+
+async def leave_nats(platform: Platform, host_ids: list[str], far_instances: list[str]) -> None:
+    """What the run left in the shared NATS goes: its hosts' consumers, queued commands and
+    outcomes, its ingester, its event stream."""
+    js = platform.js
+    for host_id in host_ids:
         with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(
-                hostwire.OUTCOMES_STREAM, f"scloud-outcomes-{platform.settings.schema}"
-            )
-        # A far host has no daemon: the boots placed there wait in the work queue for a day.
-        for instance_id in far_instances:
-            far_host = (await platform.repository.get(instance_id, Instance)).host_id
-            if far_host is not None and far_host not in host_ids:
-                subject = hostwire.command_subject(far_host)
-                await js.purge_stream(hostwire.COMMANDS_STREAM, subject=subject)
+            await js.delete_consumer(hostwire.COMMANDS_STREAM, durable_name(host_id))
+        with contextlib.suppress(NotFoundError):
+            subject = hostwire.outcome_subject(host_id)
+            await js.purge_stream(hostwire.OUTCOMES_STREAM, subject=subject)
+    with contextlib.suppress(NotFoundError):
+        await js.delete_consumer(
+            hostwire.OUTCOMES_STREAM, f"scloud-outcomes-{platform.settings.schema}"
+        )
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(platform.settings.stream_name)
+    # A far host has no daemon: the boots placed there wait in the work queue for a day.
+    for instance_id in far_instances:
+        far_host = (await platform.repository.get(instance_id, Instance)).host_id
+        if far_host is not None and far_host not in host_ids:
+            subject = hostwire.command_subject(far_host)
+            await js.purge_stream(hostwire.COMMANDS_STREAM, subject=subject)
+
+
+async def projected(platform: Platform) -> None:
+    """Until the documents hold everything appended so far (the worker may be starting)."""
+    position = await platform.store.last_position()
+    schema = platform.settings.schema
+    if not await wait_for_position(platform.store.pool, schema, "resource_documents", position, 60):
+        raise RuntimeError(f"the worker did not project position {position} within 60 s")
+
+
+@contextlib.asynccontextmanager
+async def worker_process(platform: Platform) -> AsyncIterator[None]:
+    """``scloud worker`` on the run's schema, as deployed (with the relay to NATS)."""
+    settings = platform.settings
+    env = {
+        "SCLOUD_DATABASE_URL": settings.database_url or "",
+        "SCLOUD_NATS_URL": settings.nats_url or "",
+        "SCLOUD_SCHEMA": settings.schema,
+        "SCLOUD_STATE_DIR": str(settings.state_dir),
+        "SCLOUD_TOKEN_KEY": settings.token_key or "",
+        "SCLOUD_STREAM": settings.stream_name,
+        "SCLOUD_SUBJECT_PREFIX": settings.subject_prefix,
+    }
+    async with server_process("worker", scloud("worker"), settings.state_dir, env=env):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def hosts_process(nats_url: str, host_ids: list[str]) -> AsyncIterator[None]:
+    """The simulated fleet in its own process, until every daemon pulls its commands."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.bench.compute_fleet",
+        cwd=REPOSITORY,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        order = FleetOrder(nats_url, host_ids, HEARTBEAT_SECONDS)
+        process.stdin.write(msgspec.json.encode(order))
+        await process.stdin.drain()
+        process.stdin.close()
+        async with asyncio.timeout(120):
+            line = await process.stdout.readline()
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the fleet process did not start (exit {process.returncode})")
+        yield
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 60)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 async def catalogue(session: aiohttp.ClientSession, admin: str) -> tuple[str, str, dict[str, str]]:
@@ -550,6 +632,13 @@ def main() -> None:
     parser.add_argument(
         "--poll", type=float, default=POLL_SECONDS, help="closed loop: seconds between reads"
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="3: API and clients, scloud worker, simulated hosts apart; 1: all in one",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="1.0: 1,000 hosts")
     parser.add_argument("--creates", type=int, default=None, help="default: 500 x scale")
     parser.add_argument(
@@ -559,7 +648,8 @@ def main() -> None:
     hosts = max(2, round(1000 * args.scale))
     creates = args.creates or max(CONCURRENCY, round(500 * args.scale))
     far = args.far_hosts if args.far_hosts is not None else hosts * 9
-    figures = asyncio.run(bench(Plan(hosts, creates, far, MODES[args.mode], args.poll)))
+    plan = Plan(hosts, creates, far, MODES[args.mode], args.poll, args.processes)
+    figures = asyncio.run(bench(plan))
     baseline = figures["baseline: server group creates/s"]
     ratios = {
         f"{rate.split(':')[0]} creates/s vs server-group creates/s": figures[rate] / baseline

@@ -9,7 +9,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from domain.aggregate import Aggregate
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.transcoder import MsgspecTranscoder
-from tests.integration.eventstore.builders import Account, stream
+from tests.integration.eventstore.builders import Account, event, request, stream
 
 
 async def test_round_trip_and_at_most(store: PostgresEventStore) -> None:
@@ -53,3 +53,24 @@ async def test_an_aggregate_snapshot_restores_its_state(store: PostgresEventStor
     assert (restored.id, restored.version, restored.owner) == (account.id, 2, "ada")
     assert restored.balance == Decimal("9.99")
     assert restored.created_on == account.created_on
+
+
+async def test_the_latest_snapshot_and_the_events_after_it_in_one_read(
+    store: PostgresEventStore,
+) -> None:
+    originator_id = stream()
+    await store.append(request(*(event(originator_id, v) for v in range(1, 8))))
+    assert await store.read_latest(stream()) == (None, [])
+
+    snapshot, events = await store.read_latest(originator_id)
+    assert snapshot is None and [e.originator_version for e in events] == list(range(1, 8))
+
+    await store.write_snapshot(originator_id, 3, "topic:Snap", b"v3")
+    await store.write_snapshot(originator_id, 5, "topic:Snap", b"v5")
+    snapshot, events = await store.read_latest(originator_id)
+    assert snapshot == (5, "topic:Snap", b"v5")
+    assert [e.originator_version for e in events] == [6, 7]
+    assert events[0].state == b'{"v":6}' and events[0].originator_id == originator_id
+
+    await store.write_snapshot(originator_id, 7, "topic:Snap", b"v7")
+    assert await store.read_latest(originator_id) == ((7, "topic:Snap", b"v7"), [])
