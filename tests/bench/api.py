@@ -39,7 +39,8 @@ from nats.js.errors import NotFoundError
 
 from api.bootstrap import ensure_first_admin, open_platform
 from gateways.settings import Settings
-from tests.bench.api_server import (
+from tests.bench.common import database, nats_server, report, scratch_schema
+from tests.bench.processes.api_server import (
     HELLO_PATH,
     HOST,
     Clocks,
@@ -50,7 +51,6 @@ from tests.bench.api_server import (
     scloud,
     server_process,
 )
-from tests.bench.common import database, nats_server, report, scratch_schema
 
 CONNECTIONS = 64
 WARMUP_SECONDS = 1.0

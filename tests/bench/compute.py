@@ -7,7 +7,7 @@ minute; ``--creates 10000`` is the issue's full size (several minutes).
 Three processes by default, as the platform is deployed, on the machine's PostgreSQL and
 NATS: this one holds the API on a real port (so the create path can be timed inside it)
 and the clients; ``scloud worker`` holds projections, the host command dispatcher, the
-outcome ingester, deadlines and host failures; ``tests.bench.compute_fleet`` holds a
+outcome ingester, deadlines and host failures; ``tests.bench.processes.compute_fleet`` holds a
 ``SimulatedFleet`` of 1,000 hosts at scale 1 (one durable consumer each, heartbeats every
 5 s). ``--processes 1`` runs all three in this one, for comparison. 50 tenants send
 creates, 50 at once, in one of two modes:
@@ -61,9 +61,9 @@ from gateways.settings import Settings
 from hostd.fleet import SimulatedFleet
 from hostd.streams import durable_name
 from projections.runner import wait_for_position
-from tests.bench.api_server import REPOSITORY, free_port, scloud, server_process
 from tests.bench.common import database, nats_server, report, scratch_schema
-from tests.bench.compute_fleet import FleetOrder
+from tests.bench.processes.api_server import REPOSITORY, free_port, scloud, server_process
+from tests.bench.processes.compute_fleet import FleetOrder
 
 CONCURRENCY = 50
 POLL_SECONDS = 0.1
@@ -410,7 +410,10 @@ async def _measure(platform: Platform, plan: Plan) -> dict[str, float]:
             load.forget()
             print(f"  warm-up: {time.perf_counter() - started:.0f} s")
 
-            figures: dict[str, float] = {"hosts": float(host_count), "processes": float(plan.processes)}
+            figures: dict[str, float] = {
+                "hosts": float(host_count),
+                "processes": float(plan.processes),
+            }
             for mode in plan.modes:
                 started = time.perf_counter()
                 round_ = closed_loop if mode == "closed" else flat_out
@@ -517,7 +520,7 @@ async def hosts_process(nats_url: str, host_ids: list[str]) -> AsyncIterator[Non
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.bench.compute_fleet",
+        "tests.bench.processes.compute_fleet",
         cwd=REPOSITORY,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

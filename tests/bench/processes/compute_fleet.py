@@ -1,5 +1,5 @@
 """The compute bench's simulated hosts in a process of their own, as hosts are machines of
-their own: ``python -m tests.bench.compute_fleet`` reads ``{"nats_url", "host_ids",
+their own: ``python -m tests.bench.processes.compute_fleet`` reads ``{"nats_url", "host_ids",
 "heartbeat_every"}`` as JSON on stdin, prints ``ready`` once every daemon pulls its
 commands, and closes the fleet (its consumers stay for the bench to remove) on SIGTERM.
 """

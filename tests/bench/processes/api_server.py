@@ -1,7 +1,8 @@
 """The servers the API bench loads, each in its own process; their clocks; a profiler.
 
 - the platform: ``scloud api`` and ``scloud worker``, exactly as deployed;
-- the baseline: a raw aiohttp "hello" server, ``python -m tests.bench.api_server --port N``.
+- the baseline: a raw aiohttp "hello" server,
+  ``python -m tests.bench.processes.api_server --port N``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aiohttp import web
 HOST = "127.0.0.1"
 HELLO_PATH = "/hello"
 HELLO_BODY = b'{"hello":"world"}'
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[3]
 STARTUP_SECONDS = 30.0
 
 
@@ -88,7 +89,7 @@ def scloud(command: str) -> list[str]:
 
 
 def hello_server(port: int) -> list[str]:
-    return [sys.executable, "-m", "tests.bench.api_server", "--port", str(port)]
+    return [sys.executable, "-m", "tests.bench.processes.api_server", "--port", str(port)]
 
 
 @contextlib.asynccontextmanager
