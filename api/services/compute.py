@@ -63,6 +63,7 @@ class NoCapacity(Conflict):
 
 
 Health = HostHealth
+UNHEALTHY = Health(healthy=False)
 
 
 def host_view(host: Host, cluster: Cluster, health: Health) -> HostView:
@@ -220,42 +221,28 @@ class FleetCache:
             or kept.host_ids is not host_ids
             or kept.health is not health
         ):
-            kept = await self._view_region(region_id, host_ids, health)
-        else:
-            unhealthy = Health(healthy=False)
-            while kept.stale:
-                host_id = kept.stale.pop()
-                if host_id not in kept.views:
-                    continue  # another region's
-                host = self.hosts.get(host_id) or await self.host(host_id)
-                cluster = kept.clusters.get(host.cluster_id) or await self.cluster(host.cluster_id)
-                kept.clusters[cluster.id] = cluster
-                kept.versions[host_id] = host.version
-                kept.views[host_id] = self.view(host, cluster, health.get(host_id, unhealthy))
+            kept = _RegionViews(region_id, host_ids, health)
+            # Known while it is made, so hosts that change meanwhile are marked stale in
+            # it; used by others only once complete.
+            self._regions[region_id] = kept
+            for host_id in host_ids:
+                await self._view_host(kept, host_id)
+            kept.complete = True
+        while kept.stale:
+            host_id = kept.stale.pop()
+            if host_id in kept.views:  # not another region's
+                await self._view_host(kept, host_id)
         return Fleet(self, dict(kept.versions), dict(kept.clusters), list(kept.views.values()))
 
-    async def _view_region(
-        self,
-        region_id: str,
-        host_ids: Sequence[str],
-        health: Mapping[str, Health],
-    ) -> _RegionViews:
-        kept = _RegionViews(host_ids, health)
-        # Known while it is made, so hosts that change meanwhile are marked stale in it;
-        # used by others only once complete.
-        self._regions[region_id] = kept
-        unhealthy = Health(healthy=False)
-        for host_id in host_ids:
-            # What load() just made sure of, unless a refresh in between forgot the host.
-            host = self.hosts.get(host_id) or await self.host(host_id)
-            if host.region_id != region_id:
-                continue
-            cluster = kept.clusters.get(host.cluster_id) or await self.cluster(host.cluster_id)
-            kept.clusters[cluster.id] = cluster
-            kept.versions[host_id] = host.version
-            kept.views[host_id] = self.view(host, cluster, health.get(host_id, unhealthy))
-        kept.complete = True
-        return kept
+    async def _view_host(self, kept: _RegionViews, host_id: str) -> None:
+        # What load() made sure of, unless a refresh since forgot the host.
+        host = self.hosts.get(host_id) or await self.host(host_id)
+        if host.region_id != kept.region_id:
+            return
+        cluster = kept.clusters.get(host.cluster_id) or await self.cluster(host.cluster_id)
+        kept.clusters[cluster.id] = cluster
+        kept.versions[host_id] = host.version
+        kept.views[host_id] = self.view(host, cluster, kept.health.get(host_id, UNHEALTHY))
 
     def view(self, host: Host, cluster: Cluster, health: Health) -> HostView:
         key = (host.version, cluster.version, health)
@@ -268,8 +255,10 @@ class FleetCache:
 class _RegionViews:
     """A region's host views, and what they were made from."""
 
-    def __init__(self, host_ids: Sequence[str], health: Mapping[str, Health]) -> None:
-        self.host_ids, self.health = host_ids, health
+    def __init__(
+        self, region_id: str, host_ids: Sequence[str], health: Mapping[str, Health]
+    ) -> None:
+        self.region_id, self.host_ids, self.health = region_id, host_ids, health
         self.views: dict[str, HostView] = {}
         self.versions: dict[str, int] = {}
         self.clusters: dict[str, Cluster] = {}

@@ -23,10 +23,10 @@ import pytest
 
 from gateways.embedded import EmbeddedLibvirtd, EmbeddedServiceError, host_libvirtd
 from gateways.embedded import libvirtd as libvirtd_module
-from gateways.embedded.child import free_loopback_port
 from gateways.embedded.libvirtd import running_here
 from gateways.settings import Settings
 from tests.support.libvirtd import URI, LibvirtdUnavailable, answers, running_libvirtd
+from tests.support.ports import port_outside_ephemeral_range
 
 REPO = Path(__file__).resolve().parents[2]
 UP_BUDGET = 180.0
@@ -85,7 +85,7 @@ async def scloud_run(state_dir: Path) -> AsyncIterator[asyncio.subprocess.Proces
     env |= {
         "PYTHONPATH": str(REPO),
         "SCLOUD_STATE_DIR": str(state_dir),
-        "SCLOUD_API_PORT": str(free_loopback_port()),
+        "SCLOUD_API_PORT": str(port_outside_ephemeral_range()),
         "SCLOUD_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "SCLOUD_HOST_ID": f"lv-{secrets.token_hex(4)}",
         "SCLOUD_HOST_DRIVER": "libvirt",
