@@ -27,9 +27,11 @@ class Checkpoints:
         self._create = (
             f"INSERT INTO {self.table} (projection, position) VALUES ($1, 0) ON CONFLICT DO NOTHING"
         )
+        # The move and its notice in one round trip: no row comes back if it did not move.
         self._advance = (
-            f"UPDATE {self.table} SET position = $2, updated_at = now() "
-            "WHERE projection = $1 AND position < $2"
+            f"WITH moved AS (UPDATE {self.table} SET position = $2, updated_at = now() "
+            "WHERE projection = $1 AND position < $2 RETURNING 1) "
+            "SELECT pg_notify($3, $4) FROM moved"
         )
         self._reset = f"UPDATE {self.table} SET position = 0 WHERE projection = $1"
         self._read = f"SELECT position FROM {self.table} WHERE projection = $1"
@@ -44,14 +46,13 @@ class Checkpoints:
         return int(position)
 
     async def advance(self, conn: asyncpg.Connection, projection: str, position: int) -> None:
-        status = await conn.execute(self._advance, projection, position)
-        if status != "UPDATE 1":
+        moved = await conn.fetch(
+            self._advance, projection, position, CHANNEL, f"{self._schema} {projection} {position}"
+        )
+        if len(moved) != 1:
             raise CheckpointRegression(
                 f"{projection}: checkpoint {position} is not after the stored one"
             )
-        await conn.execute(
-            "SELECT pg_notify($1, $2)", CHANNEL, f"{self._schema} {projection} {position}"
-        )
 
     async def reset(self, conn: asyncpg.Connection, projection: str) -> None:
         await conn.execute(self._reset, projection)

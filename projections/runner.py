@@ -17,6 +17,10 @@ from projections.projection import Projection, Rebuildable
 
 ProgressHook = Callable[[int, int], None]
 """Called with (events applied so far, position reached) after each batch."""
+FOLLOW_INTERVAL = 0.02
+"""Seconds at least from one live catch-up's start to the next: appends that come faster
+are applied together, one transaction for many rather than one each (no wait at all when
+appends are further apart than this)."""
 
 
 class ProjectionRunner:
@@ -105,13 +109,38 @@ class ProjectionRunner:
             headers_only=getattr(self.projection, "headers_only", False),
         )
 
-    async def follow(self, stop: asyncio.Event, *, idle_poll: float = 1.0) -> None:
+    async def follow(
+        self,
+        stop: asyncio.Event,
+        *,
+        idle_poll: float = 1.0,
+        interval: float = FOLLOW_INTERVAL,
+    ) -> None:
         """Catch up, then apply live appends until ``stop`` is set."""
+        clock = asyncio.get_running_loop().time
+        await self.catch_up()
         async with self.store.appended() as appended:
             while not stop.is_set():
                 appended.clear()
-                await self.catch_up()
+                started = clock()
+                await self._apply_new()
                 await wait_any(appended, stop, timeout=idle_poll)
+                rest = interval - (clock() - started)
+                if rest > 0 and not stop.is_set():
+                    await asyncio.sleep(rest)
+
+    async def _apply_new(self) -> None:
+        """Apply what follows the position this runner holds: a live catch-up costs a read
+        and a transaction, not also a read of the head and of the checkpoint (``apply``
+        checks the checkpoint anyway, and takes the stored one if another runner moved)."""
+        while True:
+            after = self.position
+            batch = await self._read(after, 2**62)
+            if not batch:
+                return
+            await self.apply(batch, after)  # if another runner applied it, read again
+            if len(batch) < self.batch_size and self.position == batch[-1].position:
+                return
 
     async def rebuild(self, *, progress: ProgressHook | None = None) -> tuple[int, float]:
         """Empty the tables and replay from position 0; returns (events, seconds)."""

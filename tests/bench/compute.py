@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import signal
 import statistics
@@ -62,7 +63,14 @@ from hostd.fleet import SimulatedFleet
 from hostd.streams import durable_name
 from projections.runner import wait_for_position
 from tests.bench.common import database, nats_server, report, scratch_schema
-from tests.bench.processes.api_server import REPOSITORY, free_port, scloud, server_process
+from tests.bench.processes.api_server import (
+    REPOSITORY,
+    cpu_seconds,
+    free_port,
+    machine_ticks,
+    scloud,
+    server_process,
+)
 from tests.bench.processes.compute_fleet import FleetOrder
 
 CONCURRENCY = 50
@@ -183,6 +191,23 @@ class Load:
         self.session, self.tokens, self.body, self.running = session, tokens, body, running
         self.poll, self.reads = poll, 0
         self.placement, self.decisions = Timings(), Timings()
+        self.processes: dict[str, int] = {"API and clients": os.getpid()}
+        """The run's processes by what they hold: their CPU time is reported."""
+
+    def cpu(self) -> tuple[dict[str, float], tuple[int, int]]:
+        """Each process's CPU seconds so far, and the machine's (busy, total) ticks."""
+        return {name: cpu_seconds(pid) for name, pid in self.processes.items()}, machine_ticks()
+
+    def cpu_figures(
+        self, label: str, before: tuple[dict[str, float], tuple[int, int]], creates: int
+    ) -> dict[str, float]:
+        (was, (busy, total)), (now, (busy_now, total_now)) = before, self.cpu()
+        figures = {
+            f"{label}CPU ms per create, {name}": (now[name] - was[name]) * 1000 / creates
+            for name in self.processes
+        }
+        figures[f"{label}machine CPU busy %"] = 100 * (busy_now - busy) / (total_now - total)
+        return figures
 
     async def create(self, token: str, name: str) -> str:
         answer = await post(self.session, "/v1/instances", token, {**self.body, "name": name})
@@ -236,9 +261,10 @@ async def closed_loop(load: Load, per: int, hosts: int) -> dict[str, float]:
             else:
                 failed.append(instance_id)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), load.cpu()
     await asyncio.gather(*(one_by_one(t, n) for n, t in enumerate(load.tokens)))
     elapsed = time.perf_counter() - started
+    cpu_figures = load.cpu_figures("closed loop: ", cpu, len(answered))
     await load.running.until(list(sent), 30)
     to_running = [(seen[i] - at) * 1000 for i, at in sent.items()]
     to_event = [(load.running.at[i] - at) * 1000 for i, at in sent.items()]
@@ -253,6 +279,7 @@ async def closed_loop(load: Load, per: int, hosts: int) -> dict[str, float]:
         "closed loop: request to running p95 ms": p(to_running, 0.95),
         "closed loop: request to running event p95 ms": p(to_event, 0.95),
         "closed loop: create decisions per create": len(load.decisions.ms) / len(answered),
+        **cpu_figures,
         **load.placement_figures("closed loop: ", hosts, "up to 50 at once"),
     }
 
@@ -356,10 +383,11 @@ async def _measure(platform: Platform, plan: Plan) -> dict[str, float]:
     stop = asyncio.Event()
     parts = contextlib.AsyncExitStack()
     tasks: list[asyncio.Task[None]] = []
+    processes: dict[str, int] = {}
     if plan.processes == 1:
         tasks.append(asyncio.create_task(run_worker(platform, stop, relay=False)))
     else:
-        await parts.enter_async_context(worker_process(platform))
+        processes["worker"] = await parts.enter_async_context(worker_process(platform))
     tasks.append(asyncio.create_task(platform.identity.follow(platform.store, stop)))
     runner = web.AppRunner(build_app(platform), access_log=None)
     await runner.setup()
@@ -390,7 +418,9 @@ async def _measure(platform: Platform, plan: Plan) -> dict[str, float]:
                 await fleet.start()
                 parts.push_async_callback(fleet.close)
             else:
-                await parts.enter_async_context(hosts_process(nats_url, host_ids))
+                processes["hosts"] = await parts.enter_async_context(
+                    hosts_process(nats_url, host_ids)
+                )
             print(f"  fleet of {host_count} hosts up in {time.perf_counter() - started:.1f} s")
             await platform.host_health.start()
             async with asyncio.timeout(60):
@@ -399,6 +429,7 @@ async def _measure(platform: Platform, plan: Plan) -> dict[str, float]:
 
             tokens = await tenants(session, admin, region)
             load = Load(session, tokens, body, running, plan.poll)
+            load.processes |= processes
             # The create path calls these by their names in that module: timed there.
             setattr(compute, "place_batch", load.placement.sync(place_batch))  # noqa: B010
             compute.create_instances = load.decisions.coro(compute.create_instances)  # type: ignore[assignment]
@@ -498,7 +529,7 @@ async def projected(platform: Platform) -> None:
 
 
 @contextlib.asynccontextmanager
-async def worker_process(platform: Platform) -> AsyncIterator[None]:
+async def worker_process(platform: Platform) -> AsyncIterator[int]:
     """``scloud worker`` on the run's schema, as deployed (with the relay to NATS)."""
     settings = platform.settings
     env = {
@@ -510,12 +541,12 @@ async def worker_process(platform: Platform) -> AsyncIterator[None]:
         "SCLOUD_STREAM": settings.stream_name,
         "SCLOUD_SUBJECT_PREFIX": settings.subject_prefix,
     }
-    async with server_process("worker", scloud("worker"), settings.state_dir, env=env):
-        yield
+    async with server_process("worker", scloud("worker"), settings.state_dir, env=env) as worker:
+        yield worker.pid
 
 
 @contextlib.asynccontextmanager
-async def hosts_process(nats_url: str, host_ids: list[str]) -> AsyncIterator[None]:
+async def hosts_process(nats_url: str, host_ids: list[str]) -> AsyncIterator[int]:
     """The simulated fleet in its own process, until every daemon pulls its commands."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -535,7 +566,7 @@ async def hosts_process(nats_url: str, host_ids: list[str]) -> AsyncIterator[Non
             line = await process.stdout.readline()
         if line.strip() != b"ready":
             raise RuntimeError(f"the fleet process did not start (exit {process.returncode})")
-        yield
+        yield process.pid
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)

@@ -6,17 +6,20 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from gateways.eventstore.postgres import PostgresEventStore
+from gateways.eventstore.records import RecordedEvent
 from projections.checkpoints import CheckpointRegression, Checkpoints
 from projections.projection import Projection
 from projections.resources.index import ResourceIndex
 from projections.runner import ProjectionRunner, wait_for_position
 from tests.integration.conftest import drop_schema
+from tests.integration.eventstore.builders import event, request, stream
 from tests.integration.history import write_history
 from tests.integration.projections.counting import EventCounter
 
@@ -149,3 +152,78 @@ async def test_read_your_writes_waits_for_the_projection(store: PostgresEventSto
     finally:
         stop.set()
         await asyncio.wait_for(follower, 10)
+
+
+class BatchCounter(EventCounter):
+    """An event counter that also records the size of every batch it is given."""
+
+    def __init__(self, schema: str) -> None:
+        super().__init__(schema)
+        self.batches: list[int] = []
+
+    async def apply(self, conn: asyncpg.Connection, events: Sequence[RecordedEvent]) -> None:
+        self.batches.append(len(events))
+        await super().apply(conn, events)
+
+
+async def test_a_burst_of_appends_is_applied_in_few_batches(store: PostgresEventStore) -> None:
+    counter = BatchCounter(store.schema)
+    runner = ProjectionRunner(store, counter)
+    await runner.setup()
+    stop = asyncio.Event()
+    follower = asyncio.create_task(runner.follow(stop, idle_poll=5.0, interval=0.25))
+    try:
+        await asyncio.sleep(0.3)  # following, nothing yet
+        started = asyncio.get_running_loop().time()
+        for _ in range(30):  # one append each, ~0.5 s in all
+            await store.append(request(event(stream(), 1)))
+            await asyncio.sleep(0.015)
+        position = await store.last_position()
+        assert await wait_for_position(store.pool, store.schema, counter.name, position, 5.0)
+        took = asyncio.get_running_loop().time() - started
+        assert sum(counter.batches) == 30  # every event once
+        # At most one catch-up per interval (and one more at each end), not one an append.
+        assert len(counter.batches) <= took / 0.25 + 2, counter.batches
+    finally:
+        stop.set()
+        await asyncio.wait_for(follower, 10)
+
+
+async def test_an_append_after_a_quiet_spell_is_applied_at_once(
+    store: PostgresEventStore,
+) -> None:
+    counter = BatchCounter(store.schema)
+    runner = ProjectionRunner(store, counter)
+    await runner.setup()
+    stop = asyncio.Event()
+    follower = asyncio.create_task(runner.follow(stop, idle_poll=5.0, interval=2.0))
+    try:
+        await asyncio.sleep(2.2)  # longer than the interval since the last catch-up
+        started = asyncio.get_running_loop().time()
+        await store.append(request(event(stream(), 1)))
+        position = await store.last_position()
+        assert await wait_for_position(store.pool, store.schema, counter.name, position, 5.0)
+        assert asyncio.get_running_loop().time() - started < 1.0  # not held for the interval
+    finally:
+        stop.set()
+        await asyncio.wait_for(follower, 10)
+
+
+async def test_two_followers_of_one_projection_apply_each_event_once(
+    store: PostgresEventStore,
+) -> None:
+    counter = EventCounter(store.schema)
+    first, second = ProjectionRunner(store, counter), ProjectionRunner(store, counter)
+    await first.setup()
+    await second.setup()
+    stop = asyncio.Event()
+    followers = [asyncio.create_task(r.follow(stop, interval=0.0)) for r in (first, second)]
+    try:
+        total = await write_history(store, 60)
+        position = await store.last_position()
+        assert await wait_for_position(store.pool, store.schema, counter.name, position, 10.0)
+        applied = await store.pool.fetchval(f"SELECT sum(n) FROM {counter.table}")
+        assert applied == total
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*followers), 10)
