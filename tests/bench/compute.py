@@ -70,6 +70,7 @@ from tests.bench.processes.api_server import (
     machine_ticks,
     scloud,
     server_process,
+    terminate,
 )
 from tests.bench.processes.compute_fleet import FleetOrder
 
@@ -568,13 +569,7 @@ async def hosts_process(nats_url: str, host_ids: list[str]) -> AsyncIterator[int
             raise RuntimeError(f"the fleet process did not start (exit {process.returncode})")
         yield process.pid
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 60)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await terminate(process, 60)
 
 
 async def catalogue(session: aiohttp.ClientSession, admin: str) -> tuple[str, str, dict[str, str]]:

@@ -116,13 +116,18 @@ async def server_process(
             await _until_ready(process, ready_url, log_path)
         yield process
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await terminate(process, 15)
+
+
+async def terminate(process: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within ``grace`` seconds."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 async def _until_ready(process: asyncio.subprocess.Process, url: str, log_path: Path) -> None:

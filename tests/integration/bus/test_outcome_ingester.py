@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import nats
@@ -108,31 +110,33 @@ def _outcome(host: str, instance: str, step: str) -> bytes:
     )
 
 
-async def test_a_new_platform_skips_outcomes_from_before_it_was_born(nats_url: str) -> None:
+@contextlib.asynccontextmanager
+async def one_host(nats_url: str) -> AsyncIterator[tuple[JetStreamContext, str, str, str]]:
+    """JetStream, a host, an instance of it and a durable for an ingester, removed after."""
     client = await nats.connect(nats_url)
     js = client.jetstream()
     await ensure_streams(js, HostBus())
-    host, mine = f"hst-{secrets.token_hex(4)}", f"i-{secrets.token_hex(6)}"
     durable = f"test-ingester-{secrets.token_hex(4)}"
     try:
+        yield js, f"hst-{secrets.token_hex(4)}", f"i-{secrets.token_hex(6)}", durable
+    finally:
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(hostwire.OUTCOMES_STREAM, durable)
+        await client.close()
+
+
+async def test_a_new_platform_skips_outcomes_from_before_it_was_born(nats_url: str) -> None:
+    async with one_host(nats_url) as (js, host, mine, durable):
         await js.publish(hostwire.outcome_subject(host), _outcome(host, mine, "stp-before"))
         await asyncio.sleep(1.0)
         born = datetime.now(UTC)
         await js.publish(hostwire.outcome_subject(host), _outcome(host, mine, "stp-after"))
         seen = await _handled_steps(js, durable, mine, born, until="stp-after")
         assert seen == ["stp-after"]
-    finally:
-        await js.delete_consumer(hostwire.OUTCOMES_STREAM, durable)
-        await client.close()
 
 
 async def test_a_restarted_platform_keeps_its_place_whatever_its_birth(nats_url: str) -> None:
-    client = await nats.connect(nats_url)
-    js = client.jetstream()
-    await ensure_streams(js, HostBus())
-    host, mine = f"hst-{secrets.token_hex(4)}", f"i-{secrets.token_hex(6)}"
-    durable = f"test-ingester-{secrets.token_hex(4)}"
-    try:
+    async with one_host(nats_url) as (js, host, mine, durable):
         long_ago = datetime.now(UTC) - timedelta(seconds=30)
         await js.publish(hostwire.outcome_subject(host), _outcome(host, mine, "stp-first"))
         assert await _handled_steps(js, durable, mine, long_ago, until="stp-first") == ["stp-first"]
@@ -143,6 +147,3 @@ async def test_a_restarted_platform_keeps_its_place_whatever_its_birth(nats_url:
         later = datetime.now(UTC)
         seen = await _handled_steps(js, durable, mine, later, until="stp-while-away")
         assert seen == ["stp-while-away"]
-    finally:
-        await js.delete_consumer(hostwire.OUTCOMES_STREAM, durable)
-        await client.close()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -166,13 +167,22 @@ class BatchCounter(EventCounter):
         await super().apply(conn, events)
 
 
+@contextlib.asynccontextmanager
+async def following(runner: ProjectionRunner, **options: float) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    follower = asyncio.create_task(runner.follow(stop, **options))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(follower, 10)
+
+
 async def test_a_burst_of_appends_is_applied_in_few_batches(store: PostgresEventStore) -> None:
     counter = BatchCounter(store.schema)
     runner = ProjectionRunner(store, counter)
     await runner.setup()
-    stop = asyncio.Event()
-    follower = asyncio.create_task(runner.follow(stop, idle_poll=5.0, interval=0.25))
-    try:
+    async with following(runner, idle_poll=5.0, interval=0.25):
         await asyncio.sleep(0.3)  # following, nothing yet
         started = asyncio.get_running_loop().time()
         for _ in range(30):  # one append each, ~0.5 s in all
@@ -184,9 +194,6 @@ async def test_a_burst_of_appends_is_applied_in_few_batches(store: PostgresEvent
         assert sum(counter.batches) == 30  # every event once
         # At most one catch-up per interval (and one more at each end), not one an append.
         assert len(counter.batches) <= took / 0.25 + 2, counter.batches
-    finally:
-        stop.set()
-        await asyncio.wait_for(follower, 10)
 
 
 async def test_an_append_after_a_quiet_spell_is_applied_at_once(
@@ -195,18 +202,13 @@ async def test_an_append_after_a_quiet_spell_is_applied_at_once(
     counter = BatchCounter(store.schema)
     runner = ProjectionRunner(store, counter)
     await runner.setup()
-    stop = asyncio.Event()
-    follower = asyncio.create_task(runner.follow(stop, idle_poll=5.0, interval=2.0))
-    try:
+    async with following(runner, idle_poll=5.0, interval=2.0):
         await asyncio.sleep(2.2)  # longer than the interval since the last catch-up
         started = asyncio.get_running_loop().time()
         await store.append(request(event(stream(), 1)))
         position = await store.last_position()
         assert await wait_for_position(store.pool, store.schema, counter.name, position, 5.0)
         assert asyncio.get_running_loop().time() - started < 1.0  # not held for the interval
-    finally:
-        stop.set()
-        await asyncio.wait_for(follower, 10)
 
 
 async def test_two_followers_of_one_projection_apply_each_event_once(
@@ -216,14 +218,9 @@ async def test_two_followers_of_one_projection_apply_each_event_once(
     first, second = ProjectionRunner(store, counter), ProjectionRunner(store, counter)
     await first.setup()
     await second.setup()
-    stop = asyncio.Event()
-    followers = [asyncio.create_task(r.follow(stop, interval=0.0)) for r in (first, second)]
-    try:
+    async with following(first, interval=0.0), following(second, interval=0.0):
         total = await write_history(store, 60)
         position = await store.last_position()
         assert await wait_for_position(store.pool, store.schema, counter.name, position, 10.0)
         applied = await store.pool.fetchval(f"SELECT sum(n) FROM {counter.table}")
         assert applied == total
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*followers), 10)
