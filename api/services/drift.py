@@ -18,11 +18,14 @@ on the instance's aggregate before it is acted on:
 An instance in error after a migration whose end nobody saw (its deadline passed) is settled
 where one of its two hosts finds the guest, running or stopped: ``MigrationSettled``, after
 which the other host is told to remove what it holds of it (see api/services/migration.py).
+An instance in error whose host let go of its claim (a build that failed or timed out) but
+reports its guest running (the build's outcome came late) has it stopped there:
+``DriftDetected`` alone, ``ensure_stopped``; it stays in error.
 
 Left alone: an instance in a transitional step (its outcome is pending), any other one in
-error (where its guest is may be unknown), a stopped one whose guest is missing (its next start
-builds it), and any instance whose last event is not older than the report (by ``margin``
-seconds).
+error (where its guest is may be unknown, or its room is still held), a stopped one whose
+guest is missing (its next start builds it), and any instance whose last event is not older
+than the report (by ``margin`` seconds).
 
 Debounce: a drift is healed only when ``confirmations`` (2) reports in a row show it, so a
 guest missing from one report is not rebuilt. While a step heals it the instance is
@@ -252,15 +255,27 @@ class DriftHealer:
         self, instance: Instance, host_id: str, observed: str, at: datetime
     ) -> str | None:
         """An instance in error whose guest ``host_id`` found: settled there if a migration
-        nobody saw end left it so (see ``Instance.settles_on``); otherwise left alone."""
-        if instance.modified_on > at - self.margin or not instance.settles_on(host_id, observed):
+        nobody saw end left it so (see ``Instance.settles_on``); stopped if it runs on its
+        host without a claim there (see ``Instance.stop_unclaimed``); otherwise left alone."""
+        if instance.modified_on > at - self.margin:
             return None
+        if instance.settles_on(host_id, observed):
 
-        async def settle(unit: UnitOfWork, fresh: Instance) -> str | None:
-            settled = await migration.settle_migration(unit, fresh, host_id, observed)
-            return SETTLE if settled else None
+            async def settle(unit: UnitOfWork, fresh: Instance) -> str | None:
+                settled = await migration.settle_migration(unit, fresh, host_id, observed)
+                return SETTLE if settled else None
 
-        return await self._on_instance(instance, host_id, observed, settle)
+            return await self._on_instance(instance, host_id, observed, settle)
+        if observed != RUNNING or instance.host_id != host_id:
+            return None
+        step_id = f"drift-{instance.id}-{instance.version}"
+
+        async def stop(unit: UnitOfWork, fresh: Instance) -> str | None:
+            if fresh.id in (await unit.get(host_id, Host)).claims:
+                return None  # room is held for it: an operator or a retry decides
+            return fresh.stop_unclaimed(host_id, step_id)
+
+        return await self._on_instance(instance, host_id, observed, stop)
 
     async def _on_instance(
         self,

@@ -783,6 +783,27 @@ class Instance(Aggregate):
             self._stepped(STOPPING, step_id, now + DEADLINES[STOPPING])
         return action
 
+    def stop_unclaimed(self, host_id: str, step_id: str) -> str | None:
+        """In error with its host's claim let go (its build failed or timed out), yet
+        ``host_id``, its host, reports its guest running: the build's outcome came after
+        the platform gave up. Nothing pays for that guest and nothing holds room for it, so
+        it is stopped there by this event alone; the status stays error, and a start claims
+        again. The caller checks the claim. The action, or None (not again for that host
+        before the step deadline)."""
+        if self.status != ERROR or self.host_id != host_id or self.unsettled is not None:
+            return None
+        action = "ensure_stopped"
+        now = clock.now()
+        if self.drift is not None and (self.drift["host_id"], self.drift["action"]) == (
+            host_id,
+            action,
+        ):
+            if now < datetime.fromisoformat(self.drift["until"]):
+                return None
+        until = now + DEADLINES[STOPPING]
+        self._drift_detected(host_id, RUNNING, STOPPED, action, step_id, False, until)
+        return action
+
     @event("DriftDetected")
     def _drift_detected(
         self,

@@ -15,8 +15,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from api.services.deadlines import expire
 from api.services.drift import DriftHealer
 from domain import clock
+from domain.inventory.host import Host
 from gateways.bus.hostwire import ObservedState
 from gateways.bus.hostwire import PowerState as Wire
 from hostd.daemon import DaemonOptions
@@ -75,6 +77,12 @@ async def quiet(api: Api, nats_url: str) -> AsyncIterator[Place]:
 
 
 async def running_instance(api: Api, place: Place) -> str:
+    instance_id = await create_instance(api, place)
+    await until(api, place.owner, [instance_id], lambda v: v["status"] == "running", 30)
+    return instance_id
+
+
+async def create_instance(api: Api, place: Place) -> str:
     created = await api.settled(
         await place.owner.post(
             "/v1/instances",
@@ -86,9 +94,7 @@ async def running_instance(api: Api, place: Place) -> str:
             },
         )
     )
-    instance_id = str(created["instance_ids"][0])
-    await until(api, place.owner, [instance_id], lambda v: v["status"] == "running", 30)
-    return instance_id
+    return str(created["instance_ids"][0])
 
 
 async def events(api: Api, resource_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -247,4 +253,60 @@ async def test_an_instance_in_a_transitional_step_is_left_alone(api: Api, quiet:
     for observed in ({instance_id: Wire.RUNNING}, {}, {}, {instance_id: Wire.STOPPED}, {}):
         report = ObservedState(host_id=host_id, instances=observed)
         assert await healer.check(report, clock.now()) == []
+    assert "DriftDetected" not in {n for n, _ in await events(api, instance_id)}
+
+
+async def in_error(api: Api, place: Place, instance_id: str, status: str) -> None:
+    """The step the instance is in (its host's daemon dead) times out: it is in error."""
+    await until(api, place.owner, [instance_id], lambda v: v["status"] == status, 10)
+    later = clock.now() + timedelta(hours=1)
+    assert await expire(api.platform.executor, instance_id, later)
+    await until(api, place.owner, [instance_id], lambda v: v["status"] == "error", 10)
+    await asyncio.sleep(1.1)  # reports must come after its last step (by the margin)
+    await api.wait_for(await api.platform.store.last_position())
+
+
+async def test_a_guest_running_after_its_build_timed_out_is_stopped(api: Api, quiet: Place) -> None:
+    """The build's outcome came after its deadline: no claim holds room for the guest and
+    nothing bills it, so it is stopped; the instance stays in error until started again."""
+    host_id = quiet.world.host_id
+    await quiet.fleet.kill(host_id)  # the build waits in the queue: no outcome comes
+    instance_id = await create_instance(api, quiet)
+    await in_error(api, quiet, instance_id, "building")
+    assert instance_id not in (await api.platform.repository.get(host_id, Host)).claims
+
+    healer = DriftHealer(api.platform.executor, api.platform.settings.schema, api.platform.nats)
+    running = ObservedState(host_id=host_id, instances={instance_id: Wire.RUNNING})
+    assert await healer.check(running, clock.now()) == []  # once is not enough
+    assert await healer.check(running, clock.now()) == [(instance_id, "ensure_stopped")]
+    assert await healer.check(running, clock.now()) == []  # its stop is in flight
+    assert await healer.check(running, clock.now()) == []
+    seen = await events(api, instance_id)
+    (drift,) = [state for name, state in seen if name == "DriftDetected"]
+    assert (drift["observed"], drift["expected"], drift["action"], drift["step"]) == (
+        "running",
+        "stopped",
+        "ensure_stopped",
+        False,
+    )
+    assert seen[-1][0] == "DriftDetected"  # no step: still in error
+    assert DRIFT in await audit(api, instance_id)
+    stopped = ObservedState(host_id=host_id, instances={instance_id: Wire.STOPPED})
+    assert await healer.check(stopped, clock.now()) == []
+    assert await healer.check(stopped, clock.now()) == []
+
+
+async def test_a_guest_whose_room_is_still_held_is_left_running(api: Api, quiet: Place) -> None:
+    """A stop that timed out keeps the host's claim: whether it runs is not drift's call."""
+    host_id = quiet.world.host_id
+    instance_id = await running_instance(api, quiet)
+    await quiet.fleet.kill(host_id)
+    await api.settled(await quiet.owner.post(f"/v1/instances/{instance_id}/actions/stop"))
+    await in_error(api, quiet, instance_id, "stopping")
+    assert instance_id in (await api.platform.repository.get(host_id, Host)).claims
+
+    healer = DriftHealer(api.platform.executor, api.platform.settings.schema, api.platform.nats)
+    running = ObservedState(host_id=host_id, instances={instance_id: Wire.RUNNING})
+    for _ in range(3):
+        assert await healer.check(running, clock.now()) == []
     assert "DriftDetected" not in {n for n, _ in await events(api, instance_id)}

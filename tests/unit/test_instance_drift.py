@@ -112,3 +112,23 @@ def test_a_recycled_guest_found_running_is_stopped_without_leaving_the_bin(
     assert instance.host_reported("stp-del", STOPPED, None) and instance.status == RECYCLED
     assert instance.detect_drift("hst-a", "running", "drift-1") == "ensure_stopped"
     assert instance.status == RECYCLED
+
+
+def test_an_unclaimed_guest_of_an_instance_in_error_is_stopped_once_per_deadline(
+    manual: clock.ManualClock,
+) -> None:
+    instance = running("hst-a")
+    assert instance.stop_unclaimed("hst-a", "drift-0") is None  # not in error
+    instance.stop("stp-stop")
+    assert instance.status == STOPPING
+    manual.advance(DEADLINES[STOPPING] + timedelta(seconds=1))
+    assert instance.time_out(clock.now()) and instance.status == ERROR
+    assert instance.stop_unclaimed("hst-b", "drift-1") is None  # not its host
+    assert instance.stop_unclaimed("hst-a", "drift-1") == "ensure_stopped"
+    assert instance.status == ERROR  # no step of its own
+    assert instance.drift is not None and instance.drift["step_id"] == "drift-1"
+    assert instance.stop_unclaimed("hst-a", "drift-2") is None  # in flight
+    manual.advance(DEADLINES[STOPPING] + timedelta(seconds=1))
+    assert instance.stop_unclaimed("hst-a", "drift-3") == "ensure_stopped"
+    names = [type(e).__name__ for e in instance.collect_events()]
+    assert names[-2:] == ["DriftDetected", "DriftDetected"]
