@@ -115,7 +115,8 @@ class FleetCache:
         self._views: dict[str, tuple[tuple[int, int, Health], HostView]] = {}
         self._lock = asyncio.Lock()
         self._host_ids: set[str] | None = None
-        self._sorted: list[str] = []
+        self._sorted: list[str] | None = None
+        """``_host_ids`` in order, None until asked for after a change."""
         self._regions: dict[str, _RegionViews] = {}
         self.busy: dict[str, float] = {}
         """Hosts that commands of this process are claiming right now, until when."""
@@ -164,7 +165,7 @@ class FleetCache:
         known = self._host_ids
         if known is not None and aggregate_id.startswith(HOST_PREFIX) and aggregate_id not in known:
             known.add(aggregate_id)
-            self._sorted = []
+            self._sorted = None
 
     async def host_ids(self, listing: Callable[[], Awaitable[tuple[int, list[str]]]]) -> list[str]:
         """Every host's id, in id order: listed once (``listing`` gives the ids and the
@@ -176,13 +177,13 @@ class FleetCache:
             async with self._lock:
                 if self._host_ids is None:
                     complete_to, ids = await listing()
-                    self._host_ids, self._sorted = set(ids), sorted(ids)
+                    self._host_ids = set(ids)
                     # Hosts after the listing's position are learnt from the headers:
                     # read from there, even if they were read before.
                     if self.position is None or complete_to < self.position:
                         self.position = complete_to
         await self.refresh()
-        if not self._sorted and self._host_ids:
+        if self._sorted is None:
             self._sorted = sorted(self._host_ids)
         return self._sorted
 

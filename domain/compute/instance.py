@@ -745,12 +745,16 @@ class Instance(Aggregate):
         """The action that heals what ``host_id`` observed; None when nothing differs or a
         heal sent for it alone is still in flight."""
         action = self.heal_for(self.expected_on(self.status, self.host_id, host_id), observed)
-        if action is None or self._heals_by_step(action) or self.drift is None:
+        if action is None or self._heals_by_step(action):
             return action
-        same = (self.drift["host_id"], self.drift["action"]) == (host_id, action)
-        if same and clock.now() < datetime.fromisoformat(self.drift["until"]):
-            return None
-        return action
+        return None if self._in_flight(host_id, action) else action
+
+    def _in_flight(self, host_id: str, action: str) -> bool:
+        """A heal sent to ``host_id`` by its event alone, its deadline not passed yet."""
+        drift = self.drift
+        if drift is None or (drift["host_id"], drift["action"]) != (host_id, action):
+            return False
+        return clock.now() < datetime.fromisoformat(drift["until"])
 
     def _heals_by_step(self, action: str) -> bool:
         return action in ("rebuild", "ensure_running") or (
@@ -793,14 +797,9 @@ class Instance(Aggregate):
         if self.status != ERROR or self.host_id != host_id or self.unsettled is not None:
             return None
         action = "ensure_stopped"
-        now = clock.now()
-        if self.drift is not None and (self.drift["host_id"], self.drift["action"]) == (
-            host_id,
-            action,
-        ):
-            if now < datetime.fromisoformat(self.drift["until"]):
-                return None
-        until = now + DEADLINES[STOPPING]
+        if self._in_flight(host_id, action):
+            return None
+        until = clock.now() + DEADLINES[STOPPING]
         self._drift_detected(host_id, RUNNING, STOPPED, action, step_id, False, until)
         return action
 

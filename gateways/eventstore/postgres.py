@@ -88,11 +88,11 @@ class PostgresEventStore:
         self._sql_latest = (
             f"WITH snap AS (SELECT originator_version, topic, state FROM {s}.{SNAPSHOTS_TABLE} "
             "WHERE originator_id = $1 ORDER BY originator_version DESC LIMIT 1) "
-            "SELECT NULL::bigint, $1::text, originator_version, topic, state, NULL::bytea, "
-            "NULL::text, NULL::bytea, NULL::timestamptz FROM snap "
-            f"UNION ALL (SELECT {_COLUMNS} FROM {s}.{t} WHERE originator_id = $1 "
-            "AND originator_version > coalesce((SELECT originator_version FROM snap), 0) "
-            "ORDER BY originator_version)"
+            "SELECT * FROM (SELECT NULL::bigint, $1::text, originator_version, topic, state, "
+            "NULL::bytea, NULL::text, NULL::bytea, NULL::timestamptz FROM snap "
+            f"UNION ALL SELECT {_COLUMNS} FROM {s}.{t} WHERE originator_id = $1 "
+            "AND originator_version > coalesce((SELECT originator_version FROM snap), 0)) "
+            "AS latest ORDER BY 3"  # by version: the snapshot's is below every event's
         )
         self._sql_get_snapshot = (
             f"SELECT originator_version, topic, state FROM {s}.{SNAPSHOTS_TABLE} "
