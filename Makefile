@@ -11,7 +11,7 @@ STAMP := $(VENV)/.scloud-installed
 # Passed to every benchmark, e.g. make bench BENCH_ARGS="--scale 0.1".
 BENCH_ARGS ?=
 
-.PHONY: install run test lint typecheck bench
+.PHONY: install starter-image run test lint typecheck bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,14 @@ $(STAMP): pyproject.toml | $(SYSTEM_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/scloud run
+# The first start's image (a busybox guest on Debian's cloud kernel, ~30 MB, cached): built
+# once here; `scloud run` starts without it (and says so) when this machine cannot build it.
+STARTER_IMAGE_DIR ?= /var/cache/scloud/starter
+starter-image: $(STAMP)
+	$(BIN)/python -m gateways.starter_image $(STARTER_IMAGE_DIR) || true
+
+run: $(STAMP) starter-image
+	SCLOUD_STARTER_IMAGE_DIR=$${SCLOUD_STARTER_IMAGE_DIR:-$(STARTER_IMAGE_DIR)} $(BIN)/scloud run
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -131,6 +131,22 @@ async def ensure_first_admin(platform: Platform) -> tuple[str, str | None]:
     return settings.admin_email, None if result.replayed else password
 
 
+async def first_admin_token(platform: Platform, ttl_seconds: int = 3600) -> str:
+    """A bearer token of the first admin, for this machine's own set-up calls (no password
+    needed: whoever runs the platform holds its token key anyway)."""
+    found = await platform.store.find_command(FIRST_ADMIN_COMMAND)
+    if found is None:
+        raise RuntimeError("the first admin does not exist yet")
+    admin_id = found.result.decode()
+    async with asyncio.timeout(30):
+        while (user := platform.identity.user(admin_id)) is None:
+            await platform.identity.catch_up(platform.store)
+            if platform.identity.user(admin_id) is None:
+                await asyncio.sleep(0.1)
+    token, _ = platform.tokens.issue(admin_id, user.token_generation, ttl_seconds)
+    return token
+
+
 async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = True) -> None:
     """Projections (and the relay to NATS), until ``stop`` is set."""
     runners = [ProjectionRunner(platform.store, p) for p in platform.projections()]
@@ -151,7 +167,7 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
             platform.store, platform.js, stream=settings.stream_name, prefix=settings.subject_prefix
         )
         jobs.append(exporter.run(stop))
-    await _until_first_failure(jobs, stop)
+    await until_first_failure(jobs, stop)
 
 
 def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None]]:
@@ -228,7 +244,7 @@ async def run_api(platform: Platform, stop: asyncio.Event, on_ready: Callable[[s
         follower.cancel()
 
 
-async def _until_first_failure(jobs: Sequence[Awaitable[None]], stop: asyncio.Event) -> None:
+async def until_first_failure(jobs: Sequence[Awaitable[None]], stop: asyncio.Event) -> None:
     """Run jobs together; if one fails, stop the others and raise its error."""
     tasks = [asyncio.ensure_future(job) for job in jobs]
     try:

@@ -11,11 +11,24 @@ from collections.abc import Sequence
 
 import msgspec
 
-from api.bootstrap import ensure_first_admin, open_platform, run_api, run_worker
+from api.bootstrap import (
+    Platform,
+    ensure_first_admin,
+    first_admin_token,
+    open_platform,
+    run_api,
+    run_worker,
+    until_first_failure,
+)
+from api.starter import Starter, set_up
+from domain.inventory.join_token import JoinToken
 from gateways.embedded import EmbeddedServiceError, host_libvirtd, platform_services
 from gateways.settings import Settings
 from hostd.main import run_hostd
 from hostd.register import RegistrationRefused
+
+JOIN_BUDGET = 120.0
+"""Seconds the built-in host has to join and beat before ``scloud run`` gives up."""
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -39,6 +52,7 @@ async def _run_all(settings: Settings) -> None:
         open_platform(settings, database_url, nats_url) as platform,
     ):
         email, password = await ensure_first_admin(platform)
+        serving: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         def announce(url: str) -> None:
             print(f"SCloudStack is up: API {url}  (health: {url}/healthz)", flush=True)
@@ -47,12 +61,49 @@ async def _run_all(settings: Settings) -> None:
                 print("(shown once; it is stored only as an argon2 hash)", flush=True)
             else:
                 print(f"First admin: {email}  (password was shown at first start)", flush=True)
+            serving.set_result(url)
 
-        await asyncio.gather(
-            run_api(platform, stop, announce),
-            run_worker(platform, stop),
-            run_hostd(nats_url, settings.host_id, stop, settings),
+        async def host() -> None:
+            if not settings.first_start:
+                await run_hostd(nats_url, settings.host_id, stop, settings)
+                return
+            starter = await _first_start(platform, await serving)
+            await asyncio.gather(
+                run_hostd(
+                    nats_url, settings.host_id, stop, settings, join_token=starter.join_token
+                ),
+                _announce_when_joined(platform, starter),
+            )
+
+        await until_first_failure(
+            [run_api(platform, stop, announce), run_worker(platform, stop), host()], stop
         )
+
+
+async def _first_start(platform: Platform, url: str) -> Starter:
+    """The local cloud a newcomer can use at once, made on the first start (and on a start
+    after one that died halfway); later starts only find it and print its logins."""
+    settings = platform.settings
+    starter = Starter.load(settings.state_dir)
+    if starter is None:
+        token = await first_admin_token(platform)
+        starter = await set_up(url, token, settings.state_dir, settings.starter_image_dir)
+    return starter
+
+
+async def _announce_when_joined(platform: Platform, starter: Starter) -> None:
+    """The logins, once the built-in host has joined and beats: a create right after them
+    finds a host to place on."""
+    token_id = starter.join_token.split(".")[1]
+    await platform.host_health.start()
+    async with asyncio.timeout(JOIN_BUDGET):
+        while True:
+            token = await platform.repository.get(token_id, JoinToken)
+            if token.host_id is not None and platform.host_health.health(token.host_id)[0]:
+                break
+            await asyncio.sleep(0.2)
+    for line in starter.banner():
+        print(line, flush=True)
 
 
 def _external(settings: Settings) -> tuple[str, str]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import msgspec
 import platformdirs
 
+from gateways.starter_image import STARTER_DIR
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a process needs to know about its surroundings."""
@@ -61,6 +63,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A host without a heartbeat this long is marked down and its instances evacuated."""
     billing_settle_seconds: float = 30.0
     """How often metered usage is rated and posted (whole hours only); 0 turns it off."""
+    first_start: bool = True
+    """``scloud run`` makes a local cloud on its first start (region, cluster, its own host,
+    the starter image, flavors, a price book and a demo tenant)."""
+    starter_image_dir: Path = STARTER_DIR
+    """Where the starter image is built (by ``make install``) and found."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -106,6 +113,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             billing_settle_seconds=float(
                 env.get("SCLOUD_BILLING_SETTLE_SECONDS", str(defaults.billing_settle_seconds))
             ),
+            first_start=env.get("SCLOUD_FIRST_START", "1") not in ("", "0"),
+            starter_image_dir=Path(env.get("SCLOUD_STARTER_IMAGE_DIR") or STARTER_DIR),
             token_key=env.get("SCLOUD_TOKEN_KEY") or None,
             webhook_loopback_only=env.get("SCLOUD_WEBHOOK_LOOPBACK_ONLY", "0") not in ("", "0"),
             token_ttl_seconds=int(

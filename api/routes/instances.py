@@ -3,6 +3,7 @@ reset a password, open the console; migrate them (operators)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from domain.errors import DomainError, ValidationFailed
 from domain.ids import new_id
 from domain.inventory.host import Host
 from gateways.guest_passwords import HashingFailed, sha512_crypt
+from gateways.waiting import wait_any
 
 router = Router()
 
@@ -220,19 +222,51 @@ async def list_instances(call: Call) -> web.Response:
     )
 
 
+MAX_WAIT_SECONDS = 60.0
+SETTLED = frozenset({"error", "recycled"})
+"""Statuses a wait for another one ends at too: the instance will not get there by itself."""
+
+
+class InstanceRead(msgspec.Struct, kw_only=True):
+    as_of: str | None = None
+    """The instance as it was at this time (RFC 3339), from its events."""
+    until: Annotated[str, msgspec.Meta(pattern="^[a-z_]{1,20}$")] | None = None
+    """Long-poll: answer once the instance has this status (or ended in error)."""
+    wait: Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT_SECONDS)] = 0.0
+    """Seconds ``until`` waits at most; then the instance is answered as it is."""
+
+
 @router.route(
     "GET",
     "/v1/instances/{id}",
-    summary="One instance",
+    summary="One instance; ?until=running&wait=N long-polls until it gets there",
     action="compute:instance:read",
+    query=InstanceRead,
     response=InstanceView,
     kind="i",
     tags=("instances",),
 )
 async def get_instance(call: Call) -> web.Response:
-    return await call.one(
-        await call.document(call.request.match_info["id"], "i", "compute:instance:read")
-    )
+    query: InstanceRead = call.query
+    instance_id = call.request.match_info["id"]
+    document = await call.document(instance_id, "i", "compute:instance:read")
+    if query.until is not None and query.wait > 0:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + query.wait
+        async with call.platform.store.appended() as appended:
+            while _waiting(document.view.get("status"), query.until):
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                appended.clear()
+                # The read model follows the append a moment later: look again soon.
+                await wait_any(appended, timeout=min(left, 0.2))
+                document = await call.document(instance_id, "i", "compute:instance:read")
+    return await call.one(document)
+
+
+def _waiting(status: object, until: str) -> bool:
+    return status != until and status not in SETTLED
 
 
 Step = Callable[[UnitOfWork, Instance], Awaitable[None]]

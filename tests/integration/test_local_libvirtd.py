@@ -91,6 +91,8 @@ async def scloud_run(state_dir: Path) -> AsyncIterator[asyncio.subprocess.Proces
         "SCLOUD_HOST_DRIVER": "libvirt",
         "SCLOUD_LIBVIRT_URI": URI,
         "SCLOUD_BILLING_SETTLE_SECONDS": "0",
+        # The local cloud of a first start is tested on its own (test_first_start.py).
+        "SCLOUD_FIRST_START": "0",
     }
     log = state_dir.parent / f"{state_dir.name}.log"
     with log.open("wb") as err:
