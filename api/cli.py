@@ -23,7 +23,7 @@ from api.bootstrap import (
 from api.starter import Starter, set_up
 from domain.inventory.join_token import JoinToken
 from gateways.embedded import EmbeddedServiceError, host_libvirtd, platform_services
-from gateways.settings import Settings
+from gateways.settings import Settings, SettingsError
 from hostd.main import run_hostd
 from hostd.register import RegistrationRefused
 
@@ -158,7 +158,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("replay", help="audit, verification and rebuilds (scloud replay --help)")
     parsed = parser.parse_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        sys.exit(f"scloud: {error}")
     if getattr(parsed, "join_token", None):
         settings = msgspec.structs.replace(settings, host_join_token=parsed.join_token)
     runners = {"run": _run_all, "api": _run_api, "worker": _run_worker, "hostd": _run_hostd}
