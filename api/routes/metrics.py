@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import asyncpg
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from api.call import Call
 from api.routing import Router
@@ -13,11 +18,6 @@ from gateways.webhooks.queries import DeliveryQueries
 from projections.checkpoints import Checkpoints
 
 router = Router()
-
-
-def _line(name: str, value: float, **labels: str) -> str:
-    rendered = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return f"{name}{{{rendered}}} {value}" if rendered else f"{name} {value}"
 
 
 async def _relay_position(call: Call) -> int | None:
@@ -47,38 +47,42 @@ async def metrics(call: Call) -> web.Response:
     pool = platform.store.pool
     head = await platform.store.last_position()
     checkpoints = Checkpoints(platform.settings.schema)
-    lines = [
-        "# HELP scloud_store_head_position Position of the newest stored event.",
-        "# TYPE scloud_store_head_position gauge",
-        _line("scloud_store_head_position", head),
-        "# HELP scloud_projection_lag_events Events stored but not yet applied.",
-        "# TYPE scloud_projection_lag_events gauge",
-    ]
+    stored = GaugeMetricFamily(
+        "scloud_store_head_position", "Position of the newest stored event.", value=head
+    )
+    lag = GaugeMetricFamily(
+        "scloud_projection_lag_events", "Events stored but not yet applied.", labels=["projection"]
+    )
     for projection in platform.projections():
         position = await checkpoints.read(pool, projection.name)
-        lines.append(
-            _line("scloud_projection_lag_events", head - position, projection=projection.name)
-        )
+        lag.add_metric([projection.name], head - position)
+    relay = GaugeMetricFamily("scloud_relay_lag_events", "Events stored but not yet in JetStream.")
     relayed = await _relay_position(call)
-    lines += [
-        "# HELP scloud_relay_lag_events Events stored but not yet in JetStream.",
-        "# TYPE scloud_relay_lag_events gauge",
-    ]
     if relayed is not None:
-        lines.append(_line("scloud_relay_lag_events", head - relayed))
-    lines += [
-        "# HELP scloud_webhook_backlog_events A webhook's tenant events not yet delivered.",
-        "# TYPE scloud_webhook_backlog_events gauge",
-    ]
-    try:
-        backlog = await DeliveryQueries(DeliveryLog(platform.settings.schema)).backlog(pool)
-    except asyncpg.UndefinedTableError:
-        backlog = {}
-    for webhook_id, count in sorted(backlog.items()):
-        lines.append(_line("scloud_webhook_backlog_events", count, webhook=webhook_id))
-    return web.Response(
-        text="\n".join(lines) + "\n",
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Prometheus-Format": "0.0.4"},
+        relay.add_metric([], head - relayed)
+    backlog = GaugeMetricFamily(
+        "scloud_webhook_backlog_events",
+        "A webhook's tenant events not yet delivered.",
+        labels=["webhook"],
     )
+    try:
+        counts = await DeliveryQueries(DeliveryLog(platform.settings.schema)).backlog(pool)
+    except asyncpg.UndefinedTableError:
+        counts = {}
+    for webhook_id, count in sorted(counts.items()):
+        backlog.add_metric([webhook_id], count)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([stored, lag, relay, backlog]))
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+class _Families(Collector):
+    """This request's readings, as one collector (prometheus_client escapes the labels)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families

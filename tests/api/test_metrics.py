@@ -22,3 +22,14 @@ async def test_metrics_report_projection_lag_and_need_staff(api: Api) -> None:
     # The API runs no relay here, so the relay gauge may be absent; if present it is sane.
     for value in re.findall(r"^scloud_relay_lag_events (-?\d+)", text, re.M):
         assert int(value) >= 0
+
+
+async def test_metrics_text_parses_with_the_prometheus_parser(api: Api) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = await api.admin.get("/metrics")
+    assert response.status == 200 and response.content_type == "text/plain"
+    families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    assert families["scloud_store_head_position"].type == "gauge"
+    projections = {s.labels["projection"] for s in families["scloud_projection_lag_events"].samples}
+    assert {"resource_documents", "audit_log"} <= projections
