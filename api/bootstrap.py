@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from api.app import build_app
+from api.services.backpressure import BuildBackpressure, BuildLimits, TenantRateLimit
 from api.services.compute import fleet_cache
 from api.services.deadlines import run_deadlines
 from api.services.executor import CommandExecutor
@@ -68,6 +69,16 @@ class Platform:
         self.executor = CommandExecutor(self.repository)
         self.host_health = HostHealthWatcher(self.js)
         self.documents = DocumentQueries(self.settings.schema)
+        settings = self.settings
+        self.build_backpressure = BuildBackpressure(
+            settings.schema,
+            BuildLimits(
+                max_waiting=settings.max_waiting_builds,
+                max_wait_seconds=settings.max_build_wait_seconds,
+                max_dispatch_lag=settings.max_dispatch_lag_events,
+            ),
+        )
+        self.tenant_rate = TenantRateLimit(settings.tenant_requests_per_second)
 
     async def hosts_for_placing(self) -> tuple[list[str], Mapping[str, HostHealth]]:
         """Every host's id and the health of those that beat, as placements read them."""

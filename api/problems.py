@@ -67,6 +67,9 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = problem_response(
             request, error.status, error.code, type(error).__name__, error.detail
         )
+        retry_after = error.context.get("retry_after")
+        if isinstance(retry_after, int):
+            response.headers["Retry-After"] = str(retry_after)
     except web.HTTPException as error:
         if error.status < 400:
             raise

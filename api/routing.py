@@ -128,6 +128,8 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
             except Unauthenticated as error:
                 await call.audit_denial(error)
                 raise
+            if call.principal.tenant_id is not None:
+                platform.tenant_rate.hit(call.principal.tenant_id)
             if endpoint.action is not None:
                 reason = decide(call.principal, endpoint.action)
                 if reason is not None:

@@ -68,6 +68,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rebalance_after_seconds: Positive = 300.0
     billing_settle_seconds: NonNegative = 30.0
     """How often metered usage is rated and posted (whole hours only); 0 turns it off."""
+    max_waiting_builds: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    """Creates answer 429 while this many instances wait to be built (platform-wide)."""
+    max_build_wait_seconds: Positive = 60.0
+    """Creates answer 429 while the oldest waiting build has waited this long."""
+    max_dispatch_lag_events: Annotated[int, msgspec.Meta(ge=1)] = 5000
+    """Creates answer 429 while host commands are this many events behind the store."""
+    tenant_requests_per_second: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    """Each API process answers a tenant 429 past this many requests a second; 0: no limit."""
     first_start: bool = True
     """``scloud run`` makes a local cloud on its first start (region, cluster, its own host,
     the starter image, flavors, a price book and a demo tenant)."""

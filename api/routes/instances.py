@@ -17,6 +17,7 @@ from api.call import Call, json_response
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
 from api.services import compute, console, guest, migration, quotes, subscriptions
+from api.services.backpressure import Overloaded
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain.compute.instance import Instance
@@ -180,6 +181,7 @@ async def create_instances(call: Call) -> web.Response:
         )
         return json_response(answer)
     platform = call.platform
+    await _unless_overloaded(call, tenant_id)
     hosts, health = await platform.hosts_for_placing()
 
     async def decide(unit: UnitOfWork) -> Decided:
@@ -200,6 +202,18 @@ async def create_instances(call: Call) -> web.Response:
         )
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))
+
+
+async def _unless_overloaded(call: Call, tenant_id: str) -> None:
+    """429 while builds are behind, except for a retry of a create already accepted: that
+    one is answered what it was answered the first time."""
+    platform = call.platform
+    try:
+        await platform.build_backpressure.check(platform.store)
+    except Overloaded:
+        command_id = call.context(tenant_id).command_id
+        if command_id is None or await platform.store.find_command(command_id) is None:
+            raise
 
 
 @router.route(
