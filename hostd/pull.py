@@ -64,6 +64,7 @@ class PullHub:
         self._waiter: asyncio.Future[None] | None = None
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
+        self._reconnects = nc.stats.get("reconnects", 0)
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(f"{self.inbox}.*", cb=self._receive)
@@ -161,12 +162,23 @@ class PullHub:
             puller.not_before = time.monotonic() + 1.0
         self._mark(puller)
 
+    def _reconnected(self) -> bool:
+        """True once after each reconnect: the server forgot every open pull request with
+        the old connection, and no 408 will ever say so."""
+        count = self.nc.stats.get("reconnects", 0)
+        seen, self._reconnects = self._reconnects, count
+        return count != seen
+
     async def _loop(self) -> None:
         last_scan = last_keepalive = time.monotonic()
         while True:
             await self._pause(1.0)
             now = time.monotonic()
             due, self._due = self._due, set()
+            if self._reconnected():
+                for puller in self._pullers.values():
+                    puller.outstanding, puller.not_before = 0, 0.0
+                    due.add(puller)
             if now - last_scan >= 1.0:
                 last_scan = now
                 for puller in self._pullers.values():
