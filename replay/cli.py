@@ -133,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--chain-only", action="store_true", help="skip the projection comparison")
     p.add_argument("--show", type=int, default=5, help="differing rows shown per table")
+    p.add_argument(
+        "--at-head",
+        action="store_true",
+        help="fail (exit 1) unless every projection has reached the store's head",
+    )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --at-head: how long the projections may take to get there (default 30)",
+    )
 
     p = command("rebuild", "rebuild one projection in place from position 0 (PostgreSQL)")
     p.add_argument("projection", metavar="PROJECTION")
@@ -285,7 +297,13 @@ async def _state(args: argparse.Namespace, source: EventSource, consoles: Consol
 async def _verify(args: argparse.Namespace, source: EventSource, consoles: Consoles) -> int:
     database_url = None if args.sqlite is not None else _database_url(args)
     ok = await verify(
-        source, consoles, database_url=database_url, chain_only=args.chain_only, show=args.show
+        source,
+        consoles,
+        database_url=database_url,
+        chain_only=args.chain_only,
+        show=args.show,
+        at_head=args.at_head,
+        wait=args.wait,
     )
     return OK if ok else FOUND_PROBLEM
 

@@ -35,6 +35,8 @@ class TableReport(msgspec.Struct, kw_only=True):
     projection: str
     table: str
     checkpoint: int
+    behind: int = 0
+    """Events stored (in the same snapshot) that the live projection has not applied yet."""
     rows: int = 0
     differences: int = 0
     first: list[RowDifference] = []
@@ -72,13 +74,39 @@ async def compare_projections(
         try:
             checkpoints = await _checkpoints(snapshot, schema)
             for live in live_projections(schema):
-                reports += await _compare_one(
+                found = await _compare_one(
                     pool, snapshot, live, schema, scratch, checkpoints, show, progress
                 )
+                behind = await events_after(snapshot, schema, checkpoints.get(live.name, 0))
+                for report in found:
+                    report.behind = behind
+                reports += found
         finally:
             await transaction.rollback()
             await pool.execute(f"DROP SCHEMA IF EXISTS {scratch} CASCADE")
     return reports
+
+
+async def events_after(conn: asyncpg.Connection, schema: str, position: int) -> int:
+    """How many stored events come after ``position``."""
+    table = f"{schema}.scloud_events"
+    if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+        return 0
+    sql = f"SELECT count(*) FROM {table} WHERE notification_id > $1"  # noqa: S608
+    return int(await conn.fetchval(sql, position))
+
+
+async def store_head(conn: asyncpg.Connection, schema: str) -> int:
+    """The newest stored event's position (0 for an empty store)."""
+    table = f"{schema}.scloud_events"
+    if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+        return 0
+    return int(await conn.fetchval(f"SELECT coalesce(max(notification_id), 0) FROM {table}") or 0)  # noqa: S608
+
+
+async def checkpoints_of(pool: asyncpg.Pool, schema: str) -> dict[str, int]:
+    async with pool.acquire() as conn:
+        return await _checkpoints(conn, schema)
 
 
 async def _checkpoints(conn: asyncpg.Connection, schema: str) -> dict[str, int]:
@@ -220,7 +248,7 @@ def _short(value: object) -> str:
 def describe(reports: list[TableReport]) -> list[str]:
     lines: list[str] = []
     for r in reports:
-        where = f"{r.projection} ({r.table}, checkpoint {r.checkpoint})"
+        where = f"{r.projection} ({r.table}, checkpoint {r.checkpoint}, {r.behind} behind the head)"
         if r.problem is not None:
             lines.append(f"projection {where}: CANNOT COMPARE: {r.problem}")
             continue

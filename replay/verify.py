@@ -3,12 +3,14 @@ rebuilt in a scratch schema and compared row by row; on an export also its manif
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 
 import asyncpg
 
 from replay import chain, compare
+from replay.catalog import live_projections
 from replay.console import Bar, Consoles
 from replay.errors import Usage
 from replay.pgsource import PostgresSource, connect_pool
@@ -23,6 +25,8 @@ async def verify(
     database_url: str | None,
     chain_only: bool,
     show: int,
+    at_head: bool = False,
+    wait: float = 30.0,
 ) -> bool:
     """Print what was checked; True when everything matched."""
     with consoles.progress() as progress:
@@ -38,17 +42,23 @@ async def verify(
         if not report.intact:
             _say(consoles, ["projections not compared: the events themselves were altered"])
             return False
-        reports = await _compare(source, database_url, consoles, show)
+        reports = await _compare(source, database_url, consoles, show, wait if at_head else 0)
         _say(consoles, compare.describe(reports))
         ok = all(r.matches for r in reports)
+        behind = sorted({(r.projection, r.behind) for r in reports if r.behind and at_head})
+        for name, count in behind:
+            _say(consoles, [f"projection {name} is {count} events BEHIND the head (--at-head)"])
+        ok = ok and not behind
     return ok
 
 
 async def _compare(
-    source: PostgresSource, database_url: str, consoles: Consoles, show: int
+    source: PostgresSource, database_url: str, consoles: Consoles, show: int, wait: float
 ) -> list[compare.TableReport]:
     pool = await connect_pool(database_url, read_only=False)
     try:
+        if wait > 0:
+            await _until_at_head(pool, source.schema, wait)
         return await _rebuild_and_compare(pool, source.schema, consoles, show)
     except (
         asyncpg.InsufficientPrivilegeError,
@@ -60,6 +70,20 @@ async def _compare(
         ) from None
     finally:
         await pool.close()
+
+
+async def _until_at_head(pool: asyncpg.Pool, schema: str, wait: float) -> None:
+    """Give the live projections up to ``wait`` seconds to reach the head as it is now."""
+    async with pool.acquire() as conn:
+        head = await compare.store_head(conn, schema)
+    names = [p.name for p in live_projections(schema)]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while loop.time() < deadline:
+        checkpoints = await compare.checkpoints_of(pool, schema)
+        if all(checkpoints.get(name, 0) >= head for name in names):
+            return
+        await asyncio.sleep(0.2)
 
 
 async def _rebuild_and_compare(

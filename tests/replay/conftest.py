@@ -198,7 +198,7 @@ async def clone(history: History) -> AsyncIterator[Clone]:
                 for (table,) in tables:
                     await conn.execute(
                         f"CREATE TABLE {target}.{table} "
-                        f"(LIKE {history.schema}.{table} INCLUDING INDEXES)"
+                        f"(LIKE {history.schema}.{table} INCLUDING INDEXES INCLUDING DEFAULTS)"
                     )
                     await conn.execute(
                         f"INSERT INTO {target}.{table} SELECT * FROM {history.schema}.{table}"

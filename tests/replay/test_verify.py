@@ -97,3 +97,42 @@ async def _position(history: History, schema: str, resource_id: str, version: in
         )
     finally:
         await conn.close()
+
+
+async def test_verify_says_how_far_behind_each_projection_is_and_at_head_fails(
+    history: History, clone: Clone
+) -> None:
+    from domain.identity.project import Project
+    from domain.metadata import Actor, CommandContext
+    from gateways.eventstore.postgres import PostgresEventStore
+    from gateways.eventstore.repository import Repository
+
+    schema = await clone()
+    seq = f"{schema}.scloud_events_notification_id_seq"  # the clone's own, as the store's
+    await sql(
+        history,
+        f"CREATE SEQUENCE {seq}; "
+        f"SELECT setval('{seq}', (SELECT max(notification_id) FROM {schema}.scloud_events)); "
+        f"ALTER TABLE {schema}.scloud_events ALTER notification_id SET DEFAULT nextval('{seq}')",
+    )
+    # Events the projections never saw: a worker that stalled while the API went on.
+    store = await PostgresEventStore.open(history.database_url, schema)
+    try:
+        for n in range(3):
+            context = CommandContext(actor=Actor.system("test"), tenant_id=history.tenant_id)
+            project = Project(tenant_id=history.tenant_id, name=f"late-{n}", description="")
+            await Repository(store).save(context, project)
+    finally:
+        await store.close()
+
+    strict_args = ("verify", "--at-head", "--wait", "1", *on(history, schema))
+    lenient, strict = replay_many(("verify", *on(history, schema)), strict_args)
+    assert lenient.code == 0, lenient.out + lenient.err
+    assert "3 behind the head" in lenient.out
+    assert strict.code == 1, strict.out + strict.err
+    for projection in live_projections(schema):
+        assert f"projection {projection.name} is 3 events BEHIND the head" in strict.out
+
+    at_head = replay("verify", "--at-head", "--wait", "1", *on(history))
+    assert at_head.code == 0, at_head.out + at_head.err
+    assert "BEHIND" not in at_head.out and "0 behind the head" in at_head.out
