@@ -26,10 +26,16 @@ class AppendNotifier:
         for waiter in self._waiters:
             waiter.set()
 
-    def _lost(self, *_: object) -> None:
+    def _lost(self, conn: asyncpg.Connection | None = None, *_: object) -> None:
         # Followers re-read at once (covering what was sent while the line was down) and
         # the listener comes back by itself for those still following.
-        self._conn = None
+        lost = conn if conn is not None else self._conn
+        if lost is self._conn:
+            self._conn = None
+        if lost is not None:
+            # Back to the pool, dead as it is: a pool waits in close() for every
+            # connection it lent, and this one would never come back otherwise.
+            asyncio.get_running_loop().create_task(self._release(lost))
         self._notify()
         if self._waiters and self._reconnecting is None:
             self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
@@ -53,9 +59,17 @@ class AppendNotifier:
             if self._conn is not None and not self._conn.is_closed():
                 return
             conn = await self._pool.acquire()
-            await conn.add_listener(self._channel, self._notify)
-            conn.add_termination_listener(self._lost)
+            try:
+                await conn.add_listener(self._channel, self._notify)
+                conn.add_termination_listener(self._lost)
+            except BaseException:
+                await self._release(conn)
+                raise
             self._conn = conn
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn, timeout=5)
 
     @contextlib.asynccontextmanager
     async def listen(self) -> AsyncIterator[asyncio.Event]:
@@ -78,4 +92,5 @@ class AppendNotifier:
             if conn is not None and not conn.is_closed():
                 with contextlib.suppress(Exception):
                     await conn.remove_listener(self._channel, self._notify)
-                await self._pool.release(conn)
+            if conn is not None:
+                await self._release(conn)

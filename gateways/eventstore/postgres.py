@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,10 @@ from gateways.eventstore.schema import (
     ensure_schema,
     notify_channel,
 )
+
+log = logging.getLogger(__name__)
+CLOSE_TIMEOUT = 8.0
+"""Seconds a store may take to close (SIGTERM must end a process within 10)."""
 
 _COLUMNS = (
     "notification_id, originator_id, originator_version, topic, state, "
@@ -112,10 +117,17 @@ class PostgresEventStore:
             await ensure_schema(conn, schema)
         return cls(pool, schema, **kwargs)
 
-    async def close(self) -> None:
-        await self._committer.close()
-        await self._notifier.close()
-        await self.pool.close()
+    async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Close within ``timeout``: past it the pool's connections are terminated, so a
+        process going down never waits on a database that stopped answering."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._committer.close()
+                await self._notifier.close()
+                await self.pool.close()
+        except TimeoutError:
+            log.warning("store: not closed within %.0f s; connections terminated", timeout)
+            self.pool.terminate()
 
     # -- writing ---------------------------------------------------------------------
 
