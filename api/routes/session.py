@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import functools
+import math
 import secrets
+import time
 
 import msgspec
 from aiohttp import web
 
 from api.auth import Unauthenticated, principal_for
 from api.call import Call, json_response
+from api.problems import problem_response
 from api.routing import Router
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
-from gateways.passwords import hash_password, verify_password
+from domain.errors import DomainError
+from domain.settings.global_config import DEFAULTS
+from gateways.passwords import hash_off_loop, verify_off_loop
 
 router = Router()
+_WRONG = "wrong e-mail or password"
+_THROTTLED = "too many failed sign-ins for this account or from this address; retry later"
 
 
 class Login(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -51,17 +57,31 @@ class Me(msgspec.Struct, kw_only=True):
     status=200,
     tags=("session",),
 )
-async def login(call: Call) -> web.Response:
+async def login(call: Call) -> web.StreamResponse:
     body: Login = call.body
     cache = call.platform.identity
-    user_id = cache.user_by_email.get(body.email.strip().lower())
+    throttle = call.platform.login_throttle
+    email = body.email.strip().lower()
+    now = time.monotonic()
+    wait = throttle.retry_after(email, call.source, now)
+    user_id = cache.user_by_email.get(email)
     user = cache.user(user_id) if user_id else None
+    tenant_id = user.tenant_id if user is not None else None
+    if wait > 0:
+        # Refused before the hash is even checked: guessing costs the guesser, not our CPU.
+        await call.audit_denial(TooManyAttempts(_THROTTLED), user_id, tenant_id=tenant_id)
+        return _throttled(call, wait)
     # Verify even for unknown users, so timing does not tell which addresses exist.
-    stored = user.password_hash if user is not None else _dummy_hash()
-    valid = verify_password(stored, body.password)
+    stored = user.password_hash if user is not None else await _dummy_hash()
+    valid = await verify_off_loop(stored, body.password)
     if user is None or not valid or user.disabled:
-        await call.audit_denial(Unauthenticated("wrong e-mail or password"))
-        raise Unauthenticated("wrong e-mail or password")
+        policy = cache.config()
+        threshold = DEFAULTS["lockout_threshold"] if policy is None else policy.lockout_threshold
+        throttle.failed(email, call.source, now, threshold)
+        # Under the account aimed at, so its tenant's audit log shows the attempts on it.
+        await call.audit_denial(Unauthenticated(_WRONG), user_id, tenant_id=tenant_id)
+        raise Unauthenticated(_WRONG)
+    throttle.succeeded(email)
     call.principal = principal_for(user, cache)
     token, claims = call.platform.tokens.issue(
         user.id, user.token_generation, call.platform.settings.token_ttl_seconds
@@ -86,7 +106,7 @@ async def login(call: Call) -> web.Response:
     "GET",
     "/v1/me",
     summary="The signed-in caller and what it may do",
-    action=None,
+    action="self:session:read",
     response=Me,
     tags=("session",),
 )
@@ -104,6 +124,23 @@ async def me(call: Call) -> web.Response:
     )
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_hex(16))
+class TooManyAttempts(DomainError):
+    code = "too_many_attempts"
+    status = 429
+
+
+def _throttled(call: Call, wait: float) -> web.Response:
+    response = problem_response(
+        call.request, TooManyAttempts.status, TooManyAttempts.code, "TooManyAttempts", _THROTTLED
+    )
+    response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
+_dummy: list[str] = []
+
+
+async def _dummy_hash() -> str:
+    if not _dummy:
+        _dummy.append(await hash_off_loop(secrets.token_hex(16)))
+    return _dummy[0]

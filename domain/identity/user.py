@@ -7,7 +7,13 @@ from typing import Any
 from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
-from domain.errors import InvalidState
+from domain.errors import Forbidden, InvalidState
+
+
+class WrongPassword(Forbidden):
+    """The current password given to change it is not the account's."""
+
+    code = "wrong_password"
 
 
 class User(Aggregate):
