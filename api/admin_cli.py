@@ -22,6 +22,7 @@ from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.repository import Repository
 from gateways.passwords import generate_password, hash_off_loop
 from gateways.settings import Settings
+from projections.resources.queries import DocumentQueries
 
 RESET_ACTION = "admin:user:reset-password"
 
@@ -49,18 +50,20 @@ async def reset_password(settings: Settings, email: str) -> str:
     async with _database(settings) as url:
         store = await PostgresEventStore.open(url, settings.schema, min_size=1, max_size=2)
         try:
+            user = await find_user(store, settings.schema, email)
 
             async def decide(unit: UnitOfWork) -> Decided:
-                return await identity.reset_password(unit, email, new_hash)
+                return await identity.reset_password(unit, user.id, new_hash)
 
-            repository = Repository(store)
             context = CommandContext(
                 actor=Actor(ActorKind.ADMIN, "cli:reset-password"),
-                tenant_id=await _tenant_of(repository, email),
+                tenant_id=user.tenant_id,
                 source="local",
             )
             try:
-                await CommandExecutor(repository).run(context, RESET_ACTION, decide)
+                await CommandExecutor(Repository(store)).run(
+                    context, RESET_ACTION, decide, source="local", target=user.id
+                )
             except CommandFailed as failed:
                 raise failed.error from None
         finally:
@@ -68,15 +71,22 @@ async def reset_password(settings: Settings, email: str) -> str:
     return password
 
 
-async def _tenant_of(repository: Repository, email: str) -> str | None:
-    """The account's tenant, so that the reset is in that tenant's audit log too."""
-    try:
+async def find_user(store: PostgresEventStore, schema: str, email: str) -> User:
+    """The account with this address: by its claim, else (the first admin, made before
+    addresses were claimed) by the read model of users."""
+    repository = Repository(store)
+    with contextlib.suppress(NotFound):
         claim = await repository.get(claim_id(email), EmailClaim)
-        if claim.user_id is None:
-            return None
-        return (await repository.get(claim.user_id, User)).tenant_id
-    except NotFound:
-        return None
+        if claim.user_id is not None:
+            return await repository.get(claim.user_id, User)
+    page = await DocumentQueries(schema).page(
+        store.pool, kind="usr", tenant_id=None, filters={"email": email}, limit=2
+    )
+    for document in page.items:
+        user = await repository.get(document.resource_id, User)
+        if not user.disabled:
+            return user
+    raise NotFound(f"no account has the address {email}")
 
 
 async def run_admin(settings: Settings, command: str, email: str) -> int:

@@ -214,12 +214,9 @@ async def change_password(
     return Decided(resource_id=user.id)
 
 
-async def reset_password(unit: UnitOfWork, email: str, new_hash: str) -> Decided:
-    """An operator's recovery of any account by its address (``scloud admin reset-password``)."""
-    claim = await unit.find(claim_id(email), EmailClaim)
-    if claim is None or claim.user_id is None:
-        raise NotFound(f"no account has the address {email}")
-    user = await unit.get(claim.user_id, User)
+async def reset_password(unit: UnitOfWork, user_id: str, new_hash: str) -> Decided:
+    """An operator's recovery of an account (``scloud admin reset-password``)."""
+    user = await unit.get(user_id, User)
     user.change_password(new_hash)
     await _password_notice(unit, user, by_admin=True)
     return Decided(resource_id=user.id)
