@@ -13,6 +13,7 @@ from tests.api.fixtures_world import (
     settle,
 )
 from tests.api.mail_catcher import mail_catcher
+from tests.support.ports import port_outside_ephemeral_range
 
 OWNER_PASSWORD = "owner-password-123"
 
@@ -106,3 +107,23 @@ async def test_nothing_is_queued_without_mail_configured(api: Api) -> None:
     await settle(api)
     notices: list[Any] = await api.platform.documents.ids_of_kind(api.platform.store.pool, "ntc")
     assert notices == []
+
+
+async def test_a_mail_server_that_refuses_is_retried_then_given_up(api: Api) -> None:
+    await configure_mail(api, port_outside_ephemeral_range())  # nothing listens there
+    owner = await api.tenant()
+    created = await owner.post("/v1/api-keys", json={"name": "unheard"})
+    assert created.status == 202
+
+    async def given_up() -> dict[str, Any]:
+        while True:
+            await settle(api)
+            pool = api.platform.store.pool
+            for notice_id in await api.platform.documents.ids_of_kind(pool, "ntc"):
+                found = await api.platform.documents.get(pool, notice_id)
+                if found is not None and found.view["status"] == "failed":
+                    return found.view
+            await asyncio.sleep(0.2)
+
+    view = await asyncio.wait_for(given_up(), 30)
+    assert view["attempts"] == 5 and "Connection" in view["last_error"]
