@@ -222,6 +222,14 @@ async def reset_password(unit: UnitOfWork, user_id: str, new_hash: str) -> Decid
     return Decided(resource_id=user.id)
 
 
+async def lock_out(unit: UnitOfWork, user_id: str, until: datetime) -> Decided:
+    """Record a sign-in lock, so every API process (and a restarted one) keeps it."""
+    user = await unit.get(user_id, User)
+    if user.locked_until is None or user.locked_until < until:
+        user.lock_out(until)
+    return Decided(resource_id=user.id)
+
+
 async def _password_notice(unit: UnitOfWork, user: User, *, by_admin: bool) -> None:
     await queue_notice(
         unit,

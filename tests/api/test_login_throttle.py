@@ -130,3 +130,33 @@ async def test_verifying_passwords_leaves_the_event_loop_free(
     await ticker
     assert [a.status for a in answers] == [200] * 4
     assert max(gaps) < 0.2, f"the loop stalled {max(gaps):.2f}s while a password was verified"
+
+
+async def test_a_lock_holds_in_every_api_process_until_a_reset(api: Api) -> None:
+    from domain.identity.login_throttle import LoginThrottle
+    from tests.api.test_admin_reset_password import scloud
+
+    owner, email = await owner_email(api)
+    for _ in range(5):
+        assert (await sign_in(api, email, "wrong-password")).status == 401
+
+    async def recorded() -> None:
+        while (user := api.platform.identity.user(owner.user_id)) is None or (
+            user.locked_until is None
+        ):
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(recorded(), 10)
+    # Another API process (or this one restarted) has counted nothing, and still refuses.
+    counted, api.platform.login_throttle = api.platform.login_throttle, LoginThrottle()
+    assert (await sign_in(api, email, OWNER_PASSWORD)).status == 429
+    api.platform.login_throttle = counted
+    await settle(api)
+    locks = await audit_rows(owner, action="iam:user:lock")
+    assert [(r["outcome"], r["resource_id"]) for r in locks] == [("succeeded", owner.user_id)]
+    # The operator's reset lifts it, in the process that counted the failures too.
+    code, out, err = await scloud(api, "admin", "reset-password", email)
+    assert code == 0, err
+    await api.platform.identity.catch_up(api.platform.store)
+    password = out.split(": ", 1)[1].split()[0]
+    assert (await sign_in(api, email, password)).status == 200
