@@ -19,10 +19,12 @@ from api.services.backpressure import BuildBackpressure, BuildLimits, TenantRate
 from api.services.compute import fleet_cache
 from api.services.deadlines import run_deadlines
 from api.services.executor import CommandExecutor
+from api.services.notices import NoticeSender
 from api.services.outcomes import apply_outcome
 from api.services.renewals import Renewals, run_renewals
 from api.services.settlement import Settlement, run_settlement
 from domain.compute.scheduler import HostHealth
+from domain.identity.login_throttle import LoginThrottle
 from domain.identity.user import User
 from domain.metadata import Actor, CommandContext
 from gateways.bus.dispatcher import HostCommandDispatcher
@@ -32,6 +34,7 @@ from gateways.bus.ingester import OutcomeIngester
 from gateways.bus.relay import EventRelay
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.repository import Repository
+from gateways.mail import SmtpMailer
 from gateways.passwords import generate_password, hash_password
 from gateways.settings import Settings
 from gateways.tokens import TokenSigner, token_key
@@ -64,6 +67,7 @@ class Platform:
     js: JetStreamContext
     tokens: TokenSigner
     identity: IdentityCache = field(default_factory=IdentityCache)
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     def __post_init__(self) -> None:
         self.executor = CommandExecutor(self.repository)
@@ -167,6 +171,10 @@ async def run_worker(platform: Platform, stop: asyncio.Event, *, relay: bool = T
     webhooks = webhook_dispatcher(platform.store, platform.repository, platform.settings)
     jobs.append(webhooks.run(stop))
     jobs.extend(compute_jobs(platform, stop))
+    notices = NoticeSender(
+        platform.executor, platform.settings.schema, SmtpMailer(), platform.settings.state_dir
+    )
+    jobs.append(notices.run(stop))
     every = platform.settings.billing_settle_seconds
     if every > 0:
         settlement = Settlement(platform.executor, platform.settings.schema)

@@ -110,14 +110,20 @@ class Call:
         return decide(self.me, action, tenant_id=tenant_id, project_id=project_id)
 
     async def audit_denial(
-        self, error: DomainError, resource_id: str | None = None, *, foreign: bool = False
+        self,
+        error: DomainError,
+        resource_id: str | None = None,
+        *,
+        foreign: bool = False,
+        tenant_id: str | None = None,
     ) -> None:
         """Record a denied attempt.
 
         ``foreign`` ones, aimed at another tenant's resource, are recorded for platform staff
         only: the caller's own audit log must not tell such a resource from a missing one.
+        ``tenant_id`` names the tenant aimed at when there is no caller (a failed sign-in).
         """
-        tenant = self.principal.tenant_id if self.principal and not foreign else None
+        tenant = self.principal.tenant_id if self.principal and not foreign else tenant_id
         await self.platform.executor.deny(
             self.context(tenant), self.endpoint.action or "auth", resource_id, self.source, error
         )

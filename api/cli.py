@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from api.admin_cli import run_admin
 from api.bootstrap import (
     Platform,
     ensure_first_admin,
@@ -156,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--join-token", help="register with this join token (default: SCLOUD_HOST_JOIN_TOKEN)"
     )
     sub.add_parser("replay", help="audit, verification and rebuilds (scloud replay --help)")
+    admin = sub.add_parser("admin", help="recovery on the platform's machine")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    reset = admin_sub.add_parser(
+        "reset-password", help="give an account a new password, printed once (audited)"
+    )
+    reset.add_argument("email")
     parsed = parser.parse_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -164,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(f"scloud: {error}")
     if getattr(parsed, "join_token", None):
         settings = msgspec.structs.replace(settings, host_join_token=parsed.join_token)
+    if parsed.command == "admin":
+        sys.exit(asyncio.run(run_admin(settings, parsed.admin_command, parsed.email)))
     runners = {"run": _run_all, "api": _run_api, "worker": _run_worker, "hostd": _run_hostd}
     try:
         asyncio.run(runners[parsed.command](settings))

@@ -30,6 +30,7 @@ _ERRORS = {
     413: ("ContentTooLarge", "The body is larger than the API accepts"),
     415: ("UnsupportedMediaType", "The body is not application/json"),
     422: ("Unprocessable", "Malformed parameters or body, or a reused Idempotency-Key"),
+    429: ("TooManyRequests", "Too many failed attempts for this account or from this address"),
     503: ("NotYetVisible", "Reads have not reached the requested position yet; retry shortly"),
 }
 _POSITION = {"type": "integer"}
@@ -159,6 +160,8 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
         errors |= {409, 422}  # Idempotency-Key still running / reused; conflicts
         if not endpoint.public:
             errors |= {400, 403, 404}  # what the command's decision may refuse
+    if endpoint.public and endpoint.mutation:
+        errors.add(429)  # signing in: failed attempts are limited per account and per source
     if takes_if_match(endpoint):
         errors.add(412)
     if reads_model(endpoint):

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from api.auth import Unauthenticated, authenticate
 from api.state import PLATFORM
-from domain.errors import Forbidden, NotFound, ValidationFailed
-from domain.identity.permissions import decide
+from domain.errors import NotFound, ValidationFailed
+from domain.identity.permissions import decide, refusal_kind
 from domain.ids import is_id
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ class Endpoint:
     handler: Handler
     summary: str
     action: str | None
-    """The permission it needs; None for endpoints any caller (or any signed-in user) may use."""
+    """The permission it needs. None only for a ``public`` endpoint (no caller at all); what
+    every signed-in user may do still names a ``self:`` action, which a narrow key lacks."""
     public: bool = False
     body: type[msgspec.Struct] | None = None
     query: type[msgspec.Struct] | None = None
@@ -87,6 +88,9 @@ class Router:
         tags: tuple[str, ...] = (),
         media_type: str = "application/json",
     ) -> Callable[[Handler], Handler]:
+        if action is None and not public:
+            raise TypeError(f"{method} {path}: an endpoint with callers declares their action")
+
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
                 Endpoint(
@@ -133,8 +137,9 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
             if endpoint.action is not None:
                 reason = decide(call.principal, endpoint.action)
                 if reason is not None:
-                    await call.audit_denial(Forbidden(f"{endpoint.action}: {reason}"))
-                    raise Forbidden(f"not allowed: {reason}", action=endpoint.action)
+                    refused = refusal_kind(reason)
+                    await call.audit_denial(refused(f"{endpoint.action}: {reason}"))
+                    raise refused(f"not allowed: {reason}", action=endpoint.action)
         _check_path_id(endpoint, request)
         _check_positions(request)
         if endpoint.query is not None:

@@ -44,7 +44,7 @@ class OperationView(msgspec.Struct, kw_only=True):
     "GET",
     "/v1/operations/{id}",
     summary="An operation; ?wait=N long-polls until it ends",
-    action=None,
+    action="self:operation:read",
     query=OperationQuery,
     response=OperationView,
     kind="op",

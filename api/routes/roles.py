@@ -12,7 +12,7 @@ from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
 from api.services import identity
 from api.services.executor import Decided
-from api.services.unit_of_work import UnitOfWork, other_tenants
+from api.services.unit_of_work import UnitOfWork
 from domain.errors import ValidationFailed
 from domain.identity.project import Project
 from domain.identity.role import Role
@@ -140,11 +140,7 @@ async def set_role_actions(call: Call) -> web.Response:
     role_id = call.request.match_info["id"]
 
     async def decide(unit: UnitOfWork) -> Decided:
-        role = await unit.get(role_id, Role, checked=True)
-        if role.tenant_id != tenant_id:
-            raise other_tenants(role_id)
-        role.set_actions(list(body.actions))
-        return Decided(resource_id=role.id)
+        return await identity.set_role_actions(unit, tenant_id, role_id, list(body.actions))
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))
 

@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
-import functools
+import asyncio
+import logging
+import math
 import secrets
+import time
+from datetime import timedelta
 
 import msgspec
 from aiohttp import web
 
 from api.auth import Unauthenticated, principal_for
 from api.call import Call, json_response
+from api.problems import REQUEST_ID, problem_response
 from api.routing import Router
+from api.services import identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
-from gateways.passwords import hash_password, verify_password
+from domain import clock
+from domain.errors import DomainError
+from domain.identity.login_throttle import LOCKOUT_SECONDS
+from domain.identity.user import User
+from domain.metadata import Actor, CommandContext
+from domain.settings.global_config import DEFAULTS
+from gateways.passwords import hash_off_loop, verify_off_loop
 
 router = Router()
+log = logging.getLogger(__name__)
+_WRONG = "wrong e-mail or password"
+_THROTTLED = "too many failed sign-ins for this account or from this address; retry later"
 
 
 class Login(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -51,17 +66,37 @@ class Me(msgspec.Struct, kw_only=True):
     status=200,
     tags=("session",),
 )
-async def login(call: Call) -> web.Response:
+async def login(call: Call) -> web.StreamResponse:
     body: Login = call.body
     cache = call.platform.identity
-    user_id = cache.user_by_email.get(body.email.strip().lower())
+    throttle = call.platform.login_throttle
+    email = body.email.strip().lower()
+    now = time.monotonic()
+    user_id = cache.user_by_email.get(email)
     user = cache.user(user_id) if user_id else None
+    tenant_id = user.tenant_id if user is not None else None
+    # A new password (a reset) starts the count afresh: it is counted per generation.
+    account = email if user is None else f"{email}#{user.token_generation}"
+    wait = throttle.retry_after(account, call.source, now)
+    if user is not None and user.locked_until is not None:
+        # A lock recorded by any API process, this one before a restart included.
+        wait = max(wait, (user.locked_until - clock.now()).total_seconds())
+    if wait > 0:
+        # Refused before the hash is even checked: guessing costs the guesser, not our CPU.
+        await call.audit_denial(TooManyAttempts(_THROTTLED), user_id, tenant_id=tenant_id)
+        return _throttled(call, wait)
     # Verify even for unknown users, so timing does not tell which addresses exist.
-    stored = user.password_hash if user is not None else _dummy_hash()
-    valid = verify_password(stored, body.password)
+    stored = user.password_hash if user is not None else await _dummy_hash()
+    valid = await verify_off_loop(stored, body.password)
     if user is None or not valid or user.disabled:
-        await call.audit_denial(Unauthenticated("wrong e-mail or password"))
-        raise Unauthenticated("wrong e-mail or password")
+        policy = cache.config()
+        threshold = DEFAULTS["lockout_threshold"] if policy is None else policy.lockout_threshold
+        if throttle.failed(account, call.source, now, threshold) and user is not None:
+            _record_lockout(call, user)
+        # Under the account aimed at, so its tenant's audit log shows the attempts on it.
+        await call.audit_denial(Unauthenticated(_WRONG), user_id, tenant_id=tenant_id)
+        raise Unauthenticated(_WRONG)
+    throttle.succeeded(account)
     call.principal = principal_for(user, cache)
     token, claims = call.platform.tokens.issue(
         user.id, user.token_generation, call.platform.settings.token_ttl_seconds
@@ -86,7 +121,7 @@ async def login(call: Call) -> web.Response:
     "GET",
     "/v1/me",
     summary="The signed-in caller and what it may do",
-    action=None,
+    action="self:session:read",
     response=Me,
     tags=("session",),
 )
@@ -104,6 +139,51 @@ async def me(call: Call) -> web.Response:
     )
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_password(secrets.token_hex(16))
+_recording: set[asyncio.Task[None]] = set()
+
+
+def _record_lockout(call: Call, user: User) -> None:
+    """Append the lock in the background: the answer takes no longer for a real account."""
+    until = clock.now() + timedelta(seconds=LOCKOUT_SECONDS)
+    context = CommandContext(
+        actor=Actor.system("sign-in"),
+        tenant_id=user.tenant_id,
+        request_id=call.request.get(REQUEST_ID),
+        source=call.source,
+    )
+    executor = call.platform.executor
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        return await identity.lock_out(unit, user.id, until)
+
+    async def record() -> None:
+        try:
+            await executor.run(context, "iam:user:lock", decide)
+        except Exception as error:  # the lock still holds in this process's memory
+            log.warning("recording the sign-in lock of %s: %s", user.id, error)
+
+    task = asyncio.create_task(record())
+    _recording.add(task)
+    task.add_done_callback(_recording.discard)
+
+
+class TooManyAttempts(DomainError):
+    code = "too_many_attempts"
+    status = 429
+
+
+def _throttled(call: Call, wait: float) -> web.Response:
+    response = problem_response(
+        call.request, TooManyAttempts.status, TooManyAttempts.code, "TooManyAttempts", _THROTTLED
+    )
+    response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
+_dummy: list[str] = []
+
+
+async def _dummy_hash() -> str:
+    if not _dummy:
+        _dummy.append(await hash_off_loop(secrets.token_hex(16)))
+    return _dummy[0]

@@ -14,8 +14,7 @@ from api.services import identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain.errors import ValidationFailed
-from domain.identity.user import User
-from gateways.passwords import hash_password
+from gateways.passwords import hash_off_loop
 
 router = Router()
 
@@ -45,7 +44,9 @@ class SetPermissions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ChangePassword(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    password: Password
+    current_password: Annotated[str, msgspec.Meta(max_length=200)]
+    """The password in force: a session left open, or a stolen token, cannot set a new one."""
+    new_password: Password
 
 
 class CreateStaff(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -157,14 +158,9 @@ async def set_permissions(call: Call) -> web.Response:
     user_id = call.request.match_info["id"]
 
     async def decide(unit: UnitOfWork) -> Decided:
-        user = await identity.user_of(unit, user_id, tenant_id)
-        if user.kind == "owner":
-            raise ValidationFailed("the owner's permissions cannot be narrowed")
-        identity.check_roles(body.roles, platform=False)
-        await identity.check_custom_roles(unit, tenant_id, body.custom_roles)
-        await identity.check_projects(unit, tenant_id, body.projects)
-        user.set_permissions(body.roles, body.custom_roles, body.projects)
-        return Decided(resource_id=user.id)
+        return await identity.set_permissions(
+            unit, tenant_id, user_id, body.roles, body.custom_roles, body.projects
+        )
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))
 
@@ -192,8 +188,8 @@ async def disable_user(call: Call) -> web.Response:
 @router.route(
     "POST",
     "/v1/me/actions/change-password",
-    summary="Change one's own password",
-    action=None,
+    summary="Change one's own password (signed in as oneself, never with an API key)",
+    action="self:password:change",
     body=ChangePassword,
     response=Accepted,
     status=202,
@@ -201,12 +197,11 @@ async def disable_user(call: Call) -> web.Response:
 )
 async def change_password(call: Call) -> web.Response:
     body: ChangePassword = call.body
-    me = call.me
+    me = call.me  # the router refused API keys (``api_key_not_allowed``): a session's user
+    new_hash = await hash_off_loop(identity.check_password(body.new_password))
 
     async def decide(unit: UnitOfWork) -> Decided:
-        user = await unit.get(me.user_id, User)
-        user.change_password(hash_password(identity.check_password(body.password)))
-        return Decided(resource_id=user.id)
+        return await identity.change_password(unit, me.user_id, body.current_password, new_hash)
 
     return call.accepted(
         await call.execute(decide, tenant_id=me.tenant_id, action="iam:password:change")

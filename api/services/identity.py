@@ -6,19 +6,26 @@ from datetime import datetime
 
 from api.auth import api_key_credential
 from api.services.executor import Decided
+from api.services.notices import queue_notice
 from api.services.unit_of_work import UnitOfWork, other_tenants
 from domain.errors import Conflict, InvalidState, NotFound, ValidationFailed
 from domain.identity.apikey import ApiKey
 from domain.identity.email_claim import EmailClaim, claim_id
-from domain.identity.permissions import PLATFORM_ROLES, TENANT_ROLES, Principal
+from domain.identity.permissions import PLATFORM_ROLES, TENANT_ROLES, Principal, grants
 from domain.identity.project import Project
 from domain.identity.role import Role
+from domain.identity.security_notice import (
+    api_key_created,
+    password_changed,
+    role_actions_changed,
+    roles_changed,
+)
 from domain.identity.tenant import Tenant
-from domain.identity.user import User
+from domain.identity.user import User, WrongPassword
 from domain.quota.kinds import GLOBAL_REGION
 from domain.quota.ledger import QuotaLedger, ledger_id
 from domain.settings.global_config import GLOBAL_CONFIG_ID, GlobalConfig
-from gateways.passwords import hash_password
+from gateways.passwords import hash_off_loop, verify_off_loop
 from gateways.tokens import hash_secret, new_key_secret
 
 
@@ -60,7 +67,7 @@ async def create_tenant(
     )
     owner = User(
         email=owner_email,
-        password_hash=hash_password(check_password(owner_password)),
+        password_hash=await hash_off_loop(check_password(owner_password)),
         roles=["owner"],
         tenant_id=tenant.id,
         kind="owner",
@@ -104,7 +111,7 @@ async def create_sub_account(
     await check_projects(unit, tenant_id, projects)
     user = User(
         email=email,
-        password_hash=hash_password(check_password(password)),
+        password_hash=await hash_off_loop(check_password(password)),
         roles=roles,
         tenant_id=tenant_id,
         kind="sub_account",
@@ -124,7 +131,7 @@ async def create_platform_user(
     check_roles(roles, platform=True)
     user = User(
         email=email,
-        password_hash=hash_password(check_password(password)),
+        password_hash=await hash_off_loop(check_password(password)),
         roles=roles,
         tenant_id=None,
         kind="platform",
@@ -150,6 +157,7 @@ async def create_api_key(
 ) -> Decided:
     if expires_at is not None and expires_at.tzinfo is None:
         raise ValidationFailed("expires_at needs a timezone", field="expires_at")
+    actions = within_key(principal, actions)
     secret = new_key_secret()
     key = ApiKey(
         user_id=principal.user_id,
@@ -164,11 +172,116 @@ async def create_api_key(
         defaults = await global_quota_defaults(unit)
         ledger.allocate(key.id, GLOBAL_REGION, {"api_keys": 1}, defaults)
     unit.add(key)
+    user = await unit.get(principal.user_id, User)
+    await queue_notice(
+        unit,
+        user.email,
+        api_key_created(user.email, name, actions),
+        user_id=user.id,
+        tenant_id=user.tenant_id,
+    )
     return Decided(
         resource_id=key.id,
         body={"key_id": key.id},
         secrets={"api_key": api_key_credential(key.id, secret)},
     )
+
+
+def within_key(principal: Principal, actions: list[str] | None) -> list[str] | None:
+    """A key made with a key gets no more than that key: else a narrow key could mint a
+    full one (its actions, when none are asked for; only patterns it grants, when some are)."""
+    if principal.key_actions is None:
+        return actions
+    if actions is None:
+        return list(principal.key_actions)
+    wider = [a for a in actions if not grants(principal.key_actions, a)]
+    if wider:
+        raise ValidationFailed(
+            f"the API key making this one does not grant {wider}", field="actions"
+        )
+    return actions
+
+
+async def change_password(
+    unit: UnitOfWork, user_id: str, current_password: str, new_hash: str
+) -> Decided:
+    """One's own password, knowing the current one; every earlier sign-in ends."""
+    user = await unit.get(user_id, User)
+    if not await verify_off_loop(user.password_hash, current_password):
+        raise WrongPassword("the current password is wrong", field="current_password")
+    user.change_password(new_hash)
+    await _password_notice(unit, user, by_admin=False)
+    return Decided(resource_id=user.id)
+
+
+async def reset_password(unit: UnitOfWork, user_id: str, new_hash: str) -> Decided:
+    """An operator's recovery of an account (``scloud admin reset-password``)."""
+    user = await unit.get(user_id, User)
+    user.change_password(new_hash)
+    await _password_notice(unit, user, by_admin=True)
+    return Decided(resource_id=user.id)
+
+
+async def lock_out(unit: UnitOfWork, user_id: str, until: datetime) -> Decided:
+    """Record a sign-in lock, so every API process (and a restarted one) keeps it."""
+    user = await unit.get(user_id, User)
+    if user.locked_until is None or user.locked_until < until:
+        user.lock_out(until)
+    return Decided(resource_id=user.id)
+
+
+async def _password_notice(unit: UnitOfWork, user: User, *, by_admin: bool) -> None:
+    await queue_notice(
+        unit,
+        user.email,
+        password_changed(user.email, by_admin),
+        user_id=user.id,
+        tenant_id=user.tenant_id,
+    )
+
+
+async def set_permissions(
+    unit: UnitOfWork,
+    tenant_id: str,
+    user_id: str,
+    roles: list[str],
+    custom_roles: list[str],
+    projects: list[str] | None,
+) -> Decided:
+    user = await user_of(unit, user_id, tenant_id)
+    if user.kind == "owner":
+        raise ValidationFailed("the owner's permissions cannot be narrowed")
+    check_roles(roles, platform=False)
+    await check_custom_roles(unit, tenant_id, custom_roles)
+    await check_projects(unit, tenant_id, projects)
+    user.set_permissions(roles, custom_roles, projects)
+    await queue_notice(
+        unit,
+        user.email,
+        roles_changed(user.email, roles, custom_roles),
+        user_id=user.id,
+        tenant_id=tenant_id,
+    )
+    return Decided(resource_id=user.id)
+
+
+async def set_role_actions(
+    unit: UnitOfWork, tenant_id: str, role_id: str, actions: list[str]
+) -> Decided:
+    """A custom role's new actions; the tenant's contact address is told."""
+    role = await unit.get(role_id, Role, checked=True)
+    if role.tenant_id != tenant_id:
+        raise other_tenants(role_id)
+    role.set_actions(actions)
+    tenant = await unit.get(tenant_id, Tenant)
+    await queue_notice(
+        unit,
+        tenant.contact_email,
+        role_actions_changed(role.name, actions),
+        user_id=None,
+        tenant_id=tenant_id,
+    )
+    return Decided(resource_id=role.id)
 
 
 async def revoke_api_key(unit: UnitOfWork, principal: Principal, key_id: str) -> Decided:

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 import msgspec
 
+from domain.errors import Forbidden
+
 TENANT_ROLES: dict[str, tuple[str, ...]] = {
     "owner": ("*",),
     "admin": (
@@ -49,6 +51,16 @@ PLATFORM_ROLES: dict[str, tuple[str, ...]] = {
 }
 """Roles of the operations side; these principals act across tenants."""
 
+SELF_SERVICE = "self"
+"""The service of actions on the caller's own account and requests (``self:session:read``,
+``self:operation:read``, ``self:password:change``). Every role grants them, so every
+signed-in user holds them; an API key holds one only if it lists it (or a pattern such as
+``self:*``), so a key narrowed to one job cannot reach its user's account."""
+
+SESSION_ONLY = frozenset({"self:password:change"})
+"""Actions no API key may take, whatever it lists: a key is a credential handed to programs,
+and one that could set its user's password could become the user."""
+
 TENANT_FREE_VERBS = frozenset({"read", "console"})
 """What a frozen tenant may still do: read, and look at its instances' consoles (which
 changes nothing); only roles that grant ``compute:instance:console`` may do the latter."""
@@ -75,6 +87,10 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return self.tenant_id is None
 
 
+class ApiKeyNotAllowed(Forbidden):
+    code = "api_key_not_allowed"
+
+
 def _matches(pattern: str, action: str) -> bool:
     if pattern == "*":
         return True
@@ -92,9 +108,16 @@ def grants(patterns: Iterable[str], action: str) -> bool:
     return any(_matches(p, action) for p in patterns)
 
 
+KEY_REFUSED = "an API key may not do this: sign in as the user"
+
+
+def is_self_service(action: str) -> bool:
+    return action.split(":", 1)[0] == SELF_SERVICE
+
+
 def role_actions(principal: Principal) -> tuple[str, ...]:
     table = PLATFORM_ROLES if principal.is_platform else TENANT_ROLES
-    actions: list[str] = []
+    actions: list[str] = [f"{SELF_SERVICE}:*"]  # every role's, even a user's with none
     for role in principal.roles:
         actions.extend(table.get(role, ()))
     actions.extend(principal.custom_actions)
@@ -109,12 +132,19 @@ def decide(
     project_id: str | None = None,
 ) -> str | None:
     """None when allowed, else the reason it is not (for the audit log)."""
+    if action in SESSION_ONLY and principal.api_key_id is not None:
+        return KEY_REFUSED
     if not principal.is_platform:
         if action.startswith("admin:"):
             return "platform action"
         if tenant_id is not None and tenant_id != principal.tenant_id:
             return "another tenant's resource"
-        if principal.tenant_frozen and action.rsplit(":", 1)[-1] not in TENANT_FREE_VERBS:
+        # One's own account stays one's own in a frozen tenant: a new password starts nothing.
+        if (
+            principal.tenant_frozen
+            and not is_self_service(action)
+            and action.rsplit(":", 1)[-1] not in TENANT_FREE_VERBS
+        ):
             return "tenant is frozen"
         if (
             principal.projects is not None
@@ -127,3 +157,8 @@ def decide(
     if principal.key_actions is not None and not grants(principal.key_actions, action):
         return f"the API key does not grant {action}"
     return None
+
+
+def refusal_kind(reason: str) -> type[Forbidden]:
+    """The error class that answers a refusal for ``reason`` (what ``decide`` gave)."""
+    return ApiKeyNotAllowed if reason == KEY_REFUSED else Forbidden

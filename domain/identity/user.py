@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
-from domain.errors import InvalidState
+from domain.errors import Forbidden, InvalidState
+
+
+class WrongPassword(Forbidden):
+    """The current password given to change it is not the account's."""
+
+    code = "wrong_password"
 
 
 class User(Aggregate):
     id_prefix = "usr"
+    locked_until: datetime | None = None
+    """Sign-ins are refused until then (too many wrong passwords). A class default: users
+    folded from snapshots made before it existed are unlocked."""
 
     def __init__(
         self,
@@ -51,6 +61,15 @@ class User(Aggregate):
     def change_password(self, password_hash: str) -> None:
         self.password_hash = password_hash
         self.token_generation += 1
+        self.locked_until = None  # whoever set it (the user, or a reset) may sign in
+
+    def locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > now
+
+    @event("LockedOut")
+    def lock_out(self, until: datetime) -> None:
+        """Too many wrong passwords: every API process refuses sign-ins until ``until``."""
+        self.locked_until = until
 
     @event("PermissionsChanged")
     def set_permissions(

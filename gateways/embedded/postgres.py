@@ -154,3 +154,21 @@ class EmbeddedPostgres(EmbeddedServer):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pwfile)
         staging.rename(self.data_dir)
+
+
+def running_url(directory: Path) -> str | None:
+    """The URL of the embedded PostgreSQL another process runs on ``directory``, if any.
+
+    The server's ``postmaster.pid`` names its port on its fourth line (PostgreSQL's own
+    layout); the superuser password is the one this class generated.
+    """
+    directory = directory.absolute()
+    try:
+        lines = (directory / "data" / "postmaster.pid").read_text().splitlines()
+        password = (directory / "superuser.password").read_text().strip()
+    except (FileNotFoundError, PermissionError):
+        return None
+    if len(lines) < 4 or not lines[3].strip().isdigit():
+        return None
+    port = int(lines[3])
+    return f"postgresql://{SUPERUSER}:{quote(password, safe='')}@127.0.0.1:{port}/postgres"

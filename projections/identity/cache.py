@@ -17,12 +17,14 @@ from domain.identity.apikey import ApiKey
 from domain.identity.role import Role
 from domain.identity.tenant import Tenant
 from domain.identity.user import User
+from domain.settings.global_config import GLOBAL_CONFIG_ID, GlobalConfig
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import RecordedEvent
 from gateways.eventstore.transcoder import MsgspecTranscoder
 from gateways.waiting import wait_any
 
-_KINDS = ("usr-", "key-", "tnt-", "role-")
+_KINDS = ("usr-", "key-", "tnt-", "role-", "cfg-")
+"""The global config too: signing in reads its login policy from memory."""
 
 
 class IdentityCache:
@@ -48,6 +50,10 @@ class IdentityCache:
     def role(self, role_id: str) -> Role | None:
         found = self.aggregates.get(role_id)
         return found if isinstance(found, Role) else None
+
+    def config(self) -> GlobalConfig | None:
+        found = self.aggregates.get(GLOBAL_CONFIG_ID)
+        return found if isinstance(found, GlobalConfig) else None
 
     def apply(self, events: Sequence[RecordedEvent]) -> None:
         for event in events:

@@ -117,7 +117,8 @@ async def test_tokens_end_with_their_time_and_with_a_new_password(api: Api) -> N
         await unauthenticated(response)
 
     changed = await owner.post(
-        "/v1/me/actions/change-password", json={"password": "a-new-password-456"}
+        "/v1/me/actions/change-password",
+        json={"current_password": "owner-password-123", "new_password": "a-new-password-456"},
     )
     assert changed.status == 202
     assert "revoked" in await unauthenticated(await owner.get("/v1/me"))

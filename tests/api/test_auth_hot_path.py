@@ -88,7 +88,8 @@ async def test_tokens_and_api_keys_are_checked_without_a_database_query(
     )
     sub_account = await api.sub_account(owner, ["read-only"], custom_roles=[role["resource_id"]])
     full_key = await _api_key(api, owner)
-    narrow_key = await _api_key(api, owner, ["iam:user:read"])
+    # A narrow key reads /v1/me only when it lists that self-service action.
+    narrow_key = await _api_key(api, owner, ["iam:user:read", "self:session:read"])
     callers = [
         (api.admin, False),
         (owner, False),

@@ -171,7 +171,7 @@ class Fuzzer:
     def after(self, case: Any, response: Any) -> None:
         """A changed password ends the caller's sessions, by design: sign in with the new one."""
         if case.operation.path == CHANGE_PASSWORD and response.status_code == 202:
-            self.login = {**self.login, "password": case.body["password"]}
+            self.login = {**self.login, "password": case.body["new_password"]}
             self.token = self.sign_in()
 
     def send(self, case: Any, mode: GenerationMode) -> None:

@@ -64,7 +64,7 @@ async def test_a_store_whose_connection_is_held_closes_within_its_timeout(
     database_url: str, schema: str
 ) -> None:
     store = await PostgresEventStore.open(database_url, schema)
-    held = await store.pool.acquire()  # a job stuck on a connection it never gives back
+    _held = await store.pool.acquire()  # a job stuck on a connection it never gives back
     try:
         loop = asyncio.get_running_loop()
         started = loop.time()
