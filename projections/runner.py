@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from gateways.eventstore.channels import ChannelWatch
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import RecordedEvent
 from gateways.waiting import wait_any
@@ -186,28 +187,39 @@ class ProjectionRunner:
         return applied
 
 
+RECHECK_SECONDS = 1.0
+"""How often a waiting read looks at the checkpoint itself."""
+
+
 async def wait_for_position(
     pool: asyncpg.Pool, schema: str, projection: str, position: int, timeout: float
 ) -> bool:
-    """Wait (bounded) until ``projection`` has applied ``position``: read-your-writes."""
+    """Wait (bounded) until ``projection`` has applied ``position``: read-your-writes.
+
+    Waiting holds no database connection: progress notices come through the process's one
+    listener, and the checkpoint is read again every ``RECHECK_SECONDS`` in case a notice
+    was lost while that listener reconnected.
+    """
     checkpoints = Checkpoints(schema)
     if await checkpoints.read(pool, projection) >= position:
         return True
     reached = asyncio.Event()
 
-    def on_progress(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def on_progress(payload: str) -> None:
         target_schema, name, value = payload.split(" ")
         if target_schema == schema and name == projection and int(value) >= position:
             reached.set()
 
-    async with pool.acquire() as conn:
-        await conn.add_listener(CHANNEL, on_progress)
-        try:
-            # Read again after listening: progress made in between would otherwise be missed.
-            if await checkpoints.read(conn, projection) >= position:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    watch = ChannelWatch.of(pool, CHANNEL)
+    async with watch.subscribed(on_progress):
+        while True:
+            # Read again after subscribing: progress made in between would be missed.
+            if reached.is_set() or await checkpoints.read(pool, projection) >= position:
                 return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(reached.wait(), timeout)
-            return reached.is_set()
-        finally:
-            await conn.remove_listener(CHANNEL, on_progress)
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await wait_any(reached, timeout=min(left, RECHECK_SECONDS))
+            await watch.ensure()

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from gateways.eventstore.channels import ChannelWatch
 from gateways.eventstore.groupcommit import BatchWriter, GroupCommitter
 from gateways.eventstore.notifier import AppendNotifier
 from gateways.eventstore.records import (
@@ -124,6 +125,7 @@ class PostgresEventStore:
             async with asyncio.timeout(timeout):
                 await self._committer.close()
                 await self._notifier.close()
+                await ChannelWatch.close_all(self.pool)
                 await self.pool.close()
         except TimeoutError:
             log.warning("store: not closed within %.0f s; connections terminated", timeout)

@@ -20,6 +20,7 @@ from api.routing import Endpoint, Router
 PUBLIC = {
     ("POST", "/v1/auth/login"),  # no one is signed in yet
     ("GET", "/healthz"),  # probes from orchestrators, with no credentials
+    ("GET", "/readyz"),
     ("GET", "/v1/openapi.json"),  # the contract itself, for client generators
     ("GET", "/v1/docs"),  # the same, readable in a browser
 }
