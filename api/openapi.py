@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.call import MIN_POSITION_HEADER, POSITION_HEADER
+from api.json_input import MAX_DEPTH
 from api.routing import JSON, Endpoint
 from api.times import AS_OF
 from api.type_schemas import REF, component_schemas, query_fields, schema_of
@@ -30,8 +31,12 @@ _ERRORS = {
     409: ("Conflict", "A conflicting change, or this Idempotency-Key's request still runs"),
     412: ("PreconditionFailed", "If-Match names another version than the resource has"),
     413: ("ContentTooLarge", "The body is larger than the API accepts"),
-    415: ("UnsupportedMediaType", "The body is not application/json"),
-    422: ("Unprocessable", "Malformed parameters or body, or a reused Idempotency-Key"),
+    415: ("UnsupportedMediaType", "The body is not UTF-8 application/json"),
+    422: (
+        "Unprocessable",
+        "Malformed or unknown parameters; a malformed body (JSON nested deeper than "
+        f"{MAX_DEPTH} levels, a key twice in one object); or a reused Idempotency-Key",
+    ),
     503: ("NotYetVisible", "Reads have not reached the requested position yet; retry shortly"),
 }
 _POSITION = {"type": "integer"}
@@ -138,8 +143,7 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
         errors.add(403)
     if _PATH_PARAM.search(endpoint.path) or endpoint.reads_own_resource:
         errors.add(404)
-    if endpoint.query is not None:
-        errors.add(422)
+    errors.add(422)  # a query parameter it does not take, if nothing else
     if endpoint.body is not None:
         errors |= {413, 415, 422}
     if endpoint.mutation:
