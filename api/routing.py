@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 
 from api.auth import Unauthenticated, authenticate
-from api.json_input import check_shape, is_utf8_json
+from api.json_input import check_depth, check_unique_keys, is_utf8_json
 from api.state import PLATFORM
 from api.times import AS_OF, parse_time, time_fields
 from domain.errors import Forbidden, NotFound, ValidationFailed
@@ -255,13 +255,15 @@ async def _decode_body(request: web.Request, kind: type[msgspec.Struct]) -> Any:
     raw = b"{}" if empty else (await request.read() or b"{}")
     if not is_utf8_json(None if empty else request.charset, raw):
         raise UnsupportedMediaType("invalid header: send the body as UTF-8 JSON")
-    check_shape(raw)
+    check_depth(raw)
     try:
         body = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as error:
         body = _with_integral_floats(raw, kind, error)
     except msgspec.DecodeError:
         raise ValidationFailed("invalid body: not valid JSON") from None
+    # Only a body that fits its type is read again: a large hostile one is refused above.
+    check_unique_keys(raw)
     # JSON can carry U+0000 only as an escape: look closer only when one is there.
     if b"\\u0000" in raw and _holds_nul(msgspec.to_builtins(body)):
         raise ValidationFailed(f"invalid body: {NO_NUL}")
