@@ -208,8 +208,7 @@ async def test_a_key_twice_in_one_object_is_refused_and_nothing_is_made(api: Api
     owner = await api.tenant()
     for body in (
         b'{"name": "first", "name": "second"}',
-        b'{"name": "p", "labels": {"a": "1", "b": "2", "a": "3"}}',
-        b'{"email": "x@y.example", "password": "a", "password": "b"}',
+        b'{"name": "p", "description": "a", "description": "b"}',
     ):
         response = await owner.post("/v1/projects", data=body, headers=_JSON)
         assert response.status == 422, (body, await response.text())
@@ -223,7 +222,8 @@ async def test_a_key_twice_in_one_object_is_refused_and_nothing_is_made(api: Api
     assert login.status == 422 and (await login.json())["code"] == "duplicate_key"
     listed = await (await owner.get("/v1/projects")).json()
     assert [p["name"] for p in listed["items"]] == []
-    # the same key in two objects is no duplicate
-    fine = await owner.post("/v1/projects", json={"name": "ok", "labels": {"name": "x"}})
-    assert fine.status in (202, 422), await fine.text()
-    assert (await fine.json()).get("code") != "duplicate_key"
+    # (the same key in two objects is no duplicate: tests/unit/test_json_input.py)
+    fine = await owner.post(
+        "/v1/projects", data=b'{"name": "ok", "description": "x"}', headers=_JSON
+    )
+    assert fine.status == 202, await fine.text()
