@@ -213,7 +213,7 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 {"name": "min_position", "in": "query", "required": False, "schema": _POSITION}
             )
         parameters.append(_use("MinPosition"))
-    if endpoint.takes_as_of:
+    if endpoint.takes_as_of and AS_OF not in query_names:  # unless its query struct has it
         parameters.append(
             {
                 "name": AS_OF,
