@@ -15,6 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from api.app import build_app
+from api.server import ApiRunner
 from api.services.backpressure import BuildBackpressure, BuildLimits, TenantRateLimit
 from api.services.compute import fleet_cache
 from api.services.deadlines import run_deadlines
@@ -250,7 +251,7 @@ def compute_jobs(platform: Platform, stop: asyncio.Event) -> list[Awaitable[None
 
 async def run_api(platform: Platform, stop: asyncio.Event, on_ready: Callable[[str], None]) -> None:
     follower = asyncio.create_task(platform.identity.follow(platform.store, stop))
-    runner = web.AppRunner(build_app(platform), access_log=None)
+    runner = ApiRunner(build_app(platform), access_log=None)
     await runner.setup()
     settings = platform.settings
     site = web.TCPSite(runner, settings.api_host, settings.api_port)

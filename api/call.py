@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from api.problems import REQUEST_ID
 from api.services.executor import CommandFailed, Decision, Outcome
+from api.times import AS_OF, parse_time
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
 from domain.metadata import Actor, ActorKind, CommandContext
@@ -222,15 +222,10 @@ class Call:
 
     async def one(self, document: Document) -> web.Response:
         """The document; with ``?as_of=TIME``, the resource as it was then (time travel)."""
-        as_of = self.request.query.get("as_of")
+        as_of = self.request.query.get(AS_OF)
         if as_of is None:
             return json_response(document.view, headers={"ETag": f'"{document.version}"'})
-        try:
-            moment = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValidationFailed("as_of must be an ISO 8601 time") from None
-        if moment.tzinfo is None:
-            raise ValidationFailed("as_of needs a timezone (Z or +hh:mm)")
+        moment = parse_time(AS_OF, as_of)
         past = await self.platform.repository.as_of(document.resource_id, moment)
         if past is None or not callable(getattr(past, "view", None)):
             raise NotFound(f"{document.resource_id} did not exist at {as_of}")

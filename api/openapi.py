@@ -12,13 +12,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.call import MIN_POSITION_HEADER, POSITION_HEADER
-from api.routing import Endpoint
-from api.type_schemas import REF, component_schemas, is_struct, query_fields, schema_of
+from api.json_input import MAX_DEPTH
+from api.routing import JSON, Endpoint
+from api.times import AS_OF
+from api.type_schemas import REF, component_schemas, query_fields, schema_of
 
 PROBLEM_JSON = "application/problem+json"
 ID_BODY = "[0-9a-hjkmnp-tv-z]{26}"
 """The Crockford base32 body of every id (see ``domain.ids``)."""
 _PATH_PARAM = re.compile(r"{(\w+)}")
+_BINARY = frozenset({"application/pdf"})
 
 _ERRORS = {
     400: ("BadRequest", "A business rule refused the command"),
@@ -28,9 +31,16 @@ _ERRORS = {
     409: ("Conflict", "A conflicting change, or this Idempotency-Key's request still runs"),
     412: ("PreconditionFailed", "If-Match names another version than the resource has"),
     413: ("ContentTooLarge", "The body is larger than the API accepts"),
-    415: ("UnsupportedMediaType", "The body is not application/json"),
-    422: ("Unprocessable", "Malformed parameters or body, or a reused Idempotency-Key"),
-    429: ("TooManyRequests", "Too many failed attempts for this account or from this address"),
+    415: ("UnsupportedMediaType", "The body is not UTF-8 application/json"),
+    422: (
+        "Unprocessable",
+        "Malformed or unknown parameters; a malformed body (JSON nested deeper than "
+        f"{MAX_DEPTH} levels, a key twice in one object); or a reused Idempotency-Key",
+    ),
+    429: (
+        "TooManyRequests",
+        "Too many failed sign-ins, requests of one tenant, or builds behind: see Retry-After",
+    ),
     503: ("NotYetVisible", "Reads have not reached the requested position yet; retry shortly"),
 }
 _POSITION = {"type": "integer"}
@@ -117,27 +127,12 @@ def operation_id(endpoint: Endpoint) -> str:
 
 
 def is_page(endpoint: Endpoint) -> bool:
-    kind = endpoint.response
-    return is_struct(kind) and {"items", "next_page_token"} <= set(kind.__struct_fields__)
+    return endpoint.is_page
 
 
 def reads_model(endpoint: Endpoint) -> bool:
     """Reads the resource documents, so honours ``min_position`` (422 when bad, 503 when late)."""
-    if endpoint.method != "GET" or endpoint.public:
-        return False
-    if endpoint.query is not None and "min_position" in endpoint.query.__struct_fields__:
-        return True
-    return _reads_own_resource(endpoint)
-
-
-def _reads_own_resource(endpoint: Endpoint) -> bool:
-    """``GET /v1/tenant``, ``GET /v1/quotas``: one resource of the caller's, which staff lack."""
-    return (
-        endpoint.method == "GET"
-        and endpoint.action is not None
-        and not endpoint.public
-        and not is_page(endpoint)
-    )
+    return endpoint.reads_model
 
 
 def takes_if_match(endpoint: Endpoint) -> bool:
@@ -150,10 +145,9 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
         errors.add(401)  # a bad credential, or (signing in) a wrong password
     if endpoint.action is not None:
         errors.add(403)
-    if _PATH_PARAM.search(endpoint.path) or _reads_own_resource(endpoint):
+    if _PATH_PARAM.search(endpoint.path) or endpoint.reads_own_resource:
         errors.add(404)
-    if endpoint.query is not None:
-        errors.add(422)
+    errors.add(422)  # a query parameter it does not take, if nothing else
     if endpoint.body is not None:
         errors |= {413, 415, 422}
     if endpoint.mutation:
@@ -225,21 +219,16 @@ def _parameters(endpoint: Endpoint) -> list[dict[str, Any]]:
                 {"name": "min_position", "in": "query", "required": False, "schema": _POSITION}
             )
         parameters.append(_use("MinPosition"))
-    if (
-        endpoint.method == "GET"
-        and endpoint.path.endswith("/{id}")
-        and endpoint.kind
-        not in (
-            None,
-            "op",
-        )
-    ):
+    if endpoint.takes_as_of and AS_OF not in query_names:  # unless its query struct has it
         parameters.append(
             {
-                "name": "as_of",
+                "name": AS_OF,
                 "in": "query",
                 "required": False,
-                "description": "Answer with the resource as it was at this time (time travel)",
+                "description": (
+                    "Answer with the resource as it was at this time (time travel): "
+                    "RFC 3339 with an offset"
+                ),
                 "schema": {"type": "string", "format": "date-time"},
             }
         )
@@ -270,7 +259,7 @@ def _success(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, Any
     response: dict[str, Any] = {
         "description": endpoint.summary,
         "headers": headers,
-        "content": {endpoint.media_type: {"schema": _response_schema(endpoint)}},
+        "content": {media: _content(endpoint, media) for media in endpoint.media_types},
     }
     links = _links(endpoint, endpoints)
     if links:
@@ -278,10 +267,12 @@ def _success(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, Any
     return response
 
 
-def _response_schema(endpoint: Endpoint) -> dict[str, Any]:
-    if endpoint.response is None:  # a stream or a page: text of the declared media type
-        return {"type": "string"}
-    return schema_of(endpoint.response)
+def _content(endpoint: Endpoint, media: str) -> dict[str, Any]:
+    if media == JSON and endpoint.response is not None:
+        return {"schema": schema_of(endpoint.response)}
+    if media in _BINARY:  # bytes, not text: OpenAPI 3.1 names their media type
+        return {"schema": {"type": "string", "contentMediaType": media}}
+    return {"schema": {"type": "string"}}  # a stream, a page, an export: text of that type
 
 
 def _header(

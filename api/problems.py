@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 _encoder = msgspec.json.Encoder()
-_REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -28,8 +28,17 @@ class Problem(msgspec.Struct, omit_defaults=True):
     request_id: str | None = None
 
 
-def problem_response(
-    request: web.Request, status: int, code: str, title: str, detail: str | None = None
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    *,
+    instance: str | None = None,
+    request_id: str | None = None,
 ) -> web.Response:
     body = Problem(
         type=f"https://docs.scloudstack.dev/problems/{code}",
@@ -37,22 +46,30 @@ def problem_response(
         status=status,
         code=code,
         detail=detail,
-        instance=request.path,
-        request_id=request.get(REQUEST_ID),
+        instance=instance,
+        request_id=request_id,
     )
-    return web.Response(
-        status=status,
-        body=_encoder.encode(body),
-        content_type="application/problem+json",
+    return web.Response(status=status, body=_encoder.encode(body), content_type=PROBLEM_JSON)
+
+
+def problem_response(
+    request: web.Request, status: int, code: str, title: str, detail: str | None = None
+) -> web.Response:
+    return problem(
+        status, code, title, detail, instance=request.path, request_id=request.get(REQUEST_ID)
     )
+
+
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4().hex}"
 
 
 def _request_id(request: web.Request) -> str:
-    given = request.headers.get(_REQUEST_ID_HEADER, "")
+    given = request.headers.get(REQUEST_ID_HEADER, "")
     # Accept the caller's id when it is printable and short; otherwise mint one.
     if 0 < len(given) <= 128 and given.isprintable():
         return given
-    return f"req-{uuid.uuid4().hex}"
+    return new_request_id()
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -82,5 +99,5 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = problem_response(
             request, 500, "internal_error", "Internal Server Error", "the error was logged"
         )
-    response.headers[_REQUEST_ID_HEADER] = request[REQUEST_ID]
+    response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
     return response

@@ -112,6 +112,7 @@ async def list_all_transactions(call: Call) -> web.Response:
     query=PlatformStatementQuery,
     response=PlatformStatement,
     tags=("billing",),
+    media_type=(MEDIA["json"], MEDIA["csv"]),
 )
 async def export_platform_statement(call: Call) -> web.Response:
     query: PlatformStatementQuery = call.query

@@ -285,6 +285,7 @@ async def list_statements(call: Call) -> web.Response:
     response=StatementDocument,
     kind="tnt",
     tags=("billing",),
+    media_type=(MEDIA["json"], MEDIA["csv"], MEDIA["pdf"]),
 )
 async def export_statement(call: Call) -> web.Response:
     query: ExportQuery = call.query

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 
 from api.app import build_app
 from api.bootstrap import Platform, ensure_first_admin, open_platform, run_worker
+from api.server import ApiRunner
 from gateways.bus import hostwire
 from gateways.bus.hostwire import command_subject
 from gateways.settings import Settings
@@ -22,6 +24,13 @@ from hostd.streams import durable_name
 from tests.integration.conftest import drop_schema
 
 ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+class ApiTestServer(TestServer):
+    """The test server runs the app as ``scloud run`` does: with the API's own HTTP server."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return ApiRunner(self.app, **kwargs)
 
 
 @dataclass
@@ -154,7 +163,7 @@ async def api(
             await platform.identity.catch_up(platform.store)
             worker = asyncio.create_task(run_worker(platform, stop, relay=False))
             identity = asyncio.create_task(platform.identity.follow(platform.store, stop))
-            client = TestClient(TestServer(build_app(platform)))
+            client = TestClient(ApiTestServer(build_app(platform)))
             await client.start_server()
             try:
                 api = Api(platform, client, Caller(client, "", "", None))

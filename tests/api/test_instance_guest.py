@@ -47,7 +47,7 @@ async def running(api: Api, place: World, owner: Caller) -> str:
 
 
 async def image(api: Api, place: World, name: str, **extra: Any) -> str:
-    pool = await (await api.admin.get(f"/v1/admin/image-pools?region={place.region_id}")).json()
+    pool = await (await api.admin.get(f"/v1/admin/image-pools?region_id={place.region_id}")).json()
     pool_id = next(p["id"] for p in pool["items"] if p["region_id"] == place.region_id)
     body = {"name": name, "pool_id": pool_id, "location": f"/var/lib/scloud/images/{name}.qcow2"}
     return await create(api, "/v1/admin/images", {**body, **extra})

@@ -65,6 +65,17 @@ def test_each_operation_documents_its_parameters_answers_and_errors(
             assert "ETag" in responses["200"]["headers"]
 
 
+def test_the_documented_query_parameters_are_the_ones_the_router_takes(
+    document: dict[str, Any],
+) -> None:
+    for endpoint in endpoints():
+        operation = document["paths"][endpoint.path][endpoint.method.lower()]
+        documented = {p["name"] for p in operation["parameters"] if p.get("in") == "query"}
+        # min_position may come with any call; the document lists it where a read waits
+        assert documented <= endpoint.query_names, endpoint.path
+        assert endpoint.query_names - documented <= {"min_position"}, endpoint.path
+
+
 def test_error_answers_are_problem_json(document: dict[str, Any]) -> None:
     responses = document["components"]["responses"]
     assert set(responses) >= {"Unauthorized", "Forbidden", "NotFound", "Unprocessable"}
