@@ -26,10 +26,18 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str | None = None
     instance: str | None = None
     request_id: str | None = None
+    field: str | None = None
+    """The request's field the problem is about, when it is about one (a body's reference
+    that names nothing the caller may use, a name with a refused character)."""
 
 
 def problem_response(
-    request: web.Request, status: int, code: str, title: str, detail: str | None = None
+    request: web.Request,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    field: str | None = None,
 ) -> web.Response:
     body = Problem(
         type=f"https://docs.scloudstack.dev/problems/{code}",
@@ -39,6 +47,7 @@ def problem_response(
         detail=detail,
         instance=request.path,
         request_id=request.get(REQUEST_ID),
+        field=field,
     )
     return web.Response(
         status=status,
@@ -64,8 +73,14 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         response = await handler(request)
     except DomainError as error:
+        field = error.context.get("field")
         response = problem_response(
-            request, error.status, error.code, type(error).__name__, error.detail
+            request,
+            error.status,
+            error.code,
+            type(error).__name__,
+            error.detail,
+            field if isinstance(field, str) else None,
         )
     except web.HTTPException as error:
         if error.status < 400:
