@@ -14,6 +14,7 @@ from api.services.executor import CommandFailed, Decision, Outcome
 from api.times import AS_OF, parse_time
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
+from domain.identity.project_scope import outside_projects
 from domain.metadata import Actor, ActorKind, CommandContext
 from projections.resources.queries import Document, Page
 from projections.runner import wait_for_position
@@ -195,6 +196,12 @@ class Call:
         if found is None or found.kind != kind:
             raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
         reason = self.check(action, tenant_id=found.tenant_id, project_id=found.project_id)
+        if reason is None and not self.me.is_platform:
+            # One in no project is as far out of a limited sub-account's reach as one in
+            # another project: its lists hide both.
+            reason = outside_projects(
+                self.me.projects, found.kind, found.resource_id, found.project_id
+            )
         foreign = not self.me.is_platform and found.tenant_id != self.me.tenant_id
         if reason is None and foreign:
             reason = "the platform's own resource"

@@ -26,6 +26,9 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str | None = None
     instance: str | None = None
     request_id: str | None = None
+    field: str | None = None
+    """The request's field the problem is about, when it is about one (a body's reference
+    that names nothing the caller may use, a name with a refused character)."""
 
 
 PROBLEM_JSON = "application/problem+json"
@@ -39,6 +42,7 @@ def problem(
     *,
     instance: str | None = None,
     request_id: str | None = None,
+    field: str | None = None,
 ) -> web.Response:
     body = Problem(
         type=f"https://docs.scloudstack.dev/problems/{code}",
@@ -48,15 +52,27 @@ def problem(
         detail=detail,
         instance=instance,
         request_id=request_id,
+        field=field,
     )
     return web.Response(status=status, body=_encoder.encode(body), content_type=PROBLEM_JSON)
 
 
 def problem_response(
-    request: web.Request, status: int, code: str, title: str, detail: str | None = None
+    request: web.Request,
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    field: str | None = None,
 ) -> web.Response:
     return problem(
-        status, code, title, detail, instance=request.path, request_id=request.get(REQUEST_ID)
+        status,
+        code,
+        title,
+        detail,
+        instance=request.path,
+        request_id=request.get(REQUEST_ID),
+        field=field,
     )
 
 
@@ -81,8 +97,14 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     try:
         response = await handler(request)
     except DomainError as error:
+        field = error.context.get("field")
         response = problem_response(
-            request, error.status, error.code, type(error).__name__, error.detail
+            request,
+            error.status,
+            error.code,
+            type(error).__name__,
+            error.detail,
+            field if isinstance(field, str) else None,
         )
         retry_after = error.context.get("retry_after")
         if isinstance(retry_after, int):

@@ -14,13 +14,14 @@ from api.routing import Router
 from api.services import identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body, Name
 from domain.identity.role import check_actions
 
 router = Router()
 
 
-class CreateApiKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+class CreateApiKey(Body, kw_only=True, forbid_unknown_fields=True):
+    name: Name
     actions: list[Annotated[str, msgspec.Meta(max_length=100)]] | None = None
     """Narrow the key below its user's permissions; omit to act as the user."""
     expires_at: datetime | None = None

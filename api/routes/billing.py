@@ -13,6 +13,7 @@ from api.routing import Router
 from api.services import billing
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body, Reason
 from domain import clock
 from domain.billing.account import account_id
 from domain.errors import NotFound
@@ -44,10 +45,10 @@ class Limits(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """A balance at or below this warns the tenant (``BalanceLow``)."""
 
 
-class Adjustment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class Adjustment(Body, kw_only=True, forbid_unknown_fields=True):
     amount_minor: Minor
     """Positive credits the tenant, negative debits it."""
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+    reason: Reason
 
 
 async def _account(call: Call, tenant_id: str, action: str) -> web.Response:

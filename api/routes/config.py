@@ -14,8 +14,9 @@ from api.routing import Router
 from api.services import inventory
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body, Email
 from domain.errors import NotFound
-from domain.settings.global_config import EMAIL_PATTERN, GLOBAL_CONFIG_ID, GlobalConfig
+from domain.settings.global_config import GLOBAL_CONFIG_ID, GlobalConfig
 
 router = Router()
 
@@ -38,13 +39,13 @@ class Billing(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     grace_days: Annotated[int, _between(0, 365)] | None = None
 
 
-class Mail(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class Mail(Body, kw_only=True, forbid_unknown_fields=True):
     """No password here: ``password_secret`` names the secret that holds it."""
 
     smtp_host: Annotated[str, msgspec.Meta(min_length=1, max_length=253)] | None = None
     smtp_port: Annotated[int, _between(1, 65535)] | None = None
     security: MailSecurity | None = None
-    from_address: Annotated[str, msgspec.Meta(pattern=EMAIL_PATTERN, max_length=254)] | None = None
+    from_address: Email | None = None
     username: Annotated[str, msgspec.Meta(min_length=1, max_length=254)] | None = None
     password_secret: Name | None = None
 

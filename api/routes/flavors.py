@@ -15,6 +15,8 @@ from api.routing import Router
 from api.services import inventory
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body
+from api.text import Name as DisplayName
 from domain.inventory.flavor import LIMITS, Flavor
 
 router = Router()
@@ -32,9 +34,9 @@ class DiskRange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_gb: Annotated[int, _bounded("max_disk_gb")]
 
 
-class GpuSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class GpuSpec(Body, kw_only=True, forbid_unknown_fields=True):
     count: Annotated[int, _bounded("gpu_count")] = 0
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    model: DisplayName | None = None
     """A GPU model, or null for any model."""
 
 

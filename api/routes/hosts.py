@@ -14,6 +14,8 @@ from api.routing import Router
 from api.services import inventory
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body
+from api.text import Name as DisplayName
 from domain.inventory.host import (
     CAPACITY_RANGES,
     HOSTNAME_PATTERN,
@@ -53,10 +55,10 @@ class CapacityChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     disk_gb: DiskGb | None = None
 
 
-class Gpu(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class Gpu(Body, kw_only=True, forbid_unknown_fields=True):
     address: Annotated[str, msgspec.Meta(pattern=PCI_ADDRESS_PATTERN)]
     """The PCI address, as ``lspci -D`` prints it: ``0000:3b:00.0``."""
-    model: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    model: DisplayName
 
 
 Gpus = Annotated[list[Gpu], msgspec.Meta(max_length=MAX_GPUS)]

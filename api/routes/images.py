@@ -10,9 +10,10 @@ from aiohttp import web
 from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
-from api.services import compute, images
+from api.services import compute, images, references
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork, other_tenants
+from api.text import Body, Name
 from domain.compute.image import Image, ImageSourceInvalid, ImageSourceNotPublic
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.inventory.image_pool import ImagePool
@@ -25,10 +26,10 @@ Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]{0,11}-[0-9a-hjkmnp-tv-
 Path = Annotated[str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[^\x00\n]+$")]
 
 
-class RegisterImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class RegisterImage(Body, kw_only=True, forbid_unknown_fields=True):
     """An image file already in a pool (uploaded by the operator or exported from a disk)."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: Name
     pool_id: Id
     location: Path
     """Path (qcow2 directory pools) or ``pool/image`` (rbd pools) inside the image pool."""
@@ -41,7 +42,6 @@ class RegisterImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cmdline: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
 
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Architecture = Literal["x86_64", "aarch64"]
 OsFamily = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 MinDisk = Annotated[int, msgspec.Meta(ge=0, le=65536)]
@@ -55,7 +55,7 @@ class ImageSourceBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     path: Path | None = None
 
 
-class ImportImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ImportImage(Body, kw_only=True, forbid_unknown_fields=True):
     """Fetch an image into a qcow2 image pool; it is ``importing`` until a host of the pool's
     region reports the converted file (``available``, with its size and SHA-256) or a cause
     (``error``)."""
@@ -70,7 +70,7 @@ class ImportImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What the source is; left out, the host probes it. Stored as qcow2 either way."""
 
 
-class ExportImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ExportImage(Body, kw_only=True, forbid_unknown_fields=True):
     name: Name
 
 
@@ -340,6 +340,7 @@ async def share_image(call: Call) -> web.Response:
         image = await unit.get(image_id, Image, checked=True)
         if image.tenant_id is None or image.tenant_id != tenant_id:
             raise other_tenants(image_id)
+        await references.tenant(unit, body.tenant_id)
         image.share(body.tenant_id)
         return Decided(resource_id=image.id)
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from api.call import Call, json_response
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
-from api.services import compute, console, guest, migration, quotes, subscriptions
+from api.services import compute, console, guest, migration, quotes, references, subscriptions
 from api.services.backpressure import Overloaded
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
@@ -164,12 +164,11 @@ def _tenant(call: Call) -> str:
 async def create_instances(call: Call) -> web.Response:
     body: CreateInstances = call.body
     tenant_id = _tenant(call)
-    if body.project_id is not None and call.check(
-        "compute:instance:create", tenant_id=tenant_id, project_id=body.project_id
-    ):
-        raise ValidationFailed("that project is outside what you may use", field="project_id")
+    projects = call.me.projects
     if call.query.validate_only:
         unit = UnitOfWork(call.platform.repository)
+        scope = references.Scope(tenant_id=tenant_id, projects=projects)
+        await references.project(unit, scope, body.project_id)
         answer = await quotes.instances_quote(
             unit,
             tenant_id,
@@ -199,6 +198,7 @@ async def create_instances(call: Call) -> web.Response:
             host_ids=hosts,
             health=health,
             server_group_id=body.server_group_id,
+            projects=projects,
         )
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))

@@ -11,16 +11,16 @@ from aiohttp import web
 from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
+from api.services import references
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body, Name
 from domain.billing.price_book import PriceBook, book_id
 from domain.errors import Conflict
-from domain.inventory.region import Region
 
 router = Router()
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]{0,11}-[0-9a-hjkmnp-tv-z]{26}$")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
 Dimension = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}(:[a-z0-9_-]{1,40})?$")]
 Price = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,12}(\.[0-9]{1,9})?$")]
@@ -39,7 +39,7 @@ class TenantPrices(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 Overrides = Annotated[dict[Id, TenantPrices], msgspec.Meta(max_length=1000)]
 
 
-class CreatePriceBook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreatePriceBook(Body, kw_only=True, forbid_unknown_fields=True):
     name: Name
     currency: Currency
     region_id: Id | None = None
@@ -103,7 +103,7 @@ async def create_price_book(call: Call) -> web.Response:
 
     async def decide(unit: UnitOfWork) -> Decided:
         if body.region_id is not None:
-            await unit.get(body.region_id, Region)
+            await references.region(unit, body.region_id)
         existing = await unit.find(book_id(body.region_id), PriceBook)
         if existing is not None:
             raise Conflict("that region has a price book already", resource_id=existing.id)

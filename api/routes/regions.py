@@ -13,6 +13,8 @@ from api.routing import Router
 from api.services import inventory
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body, Description
+from api.text import Name as DisplayName
 from domain.inventory.name_claim import NAME_PATTERN
 from domain.inventory.quota_defaults import MAX_LIMIT
 from domain.inventory.region import Region
@@ -24,21 +26,19 @@ Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, max_length=63)]
 RegionId = Annotated[str, msgspec.Meta(pattern=r"^rgn-[0-9a-hjkmnp-tv-z]{26}$")]
 Status = Literal["enabled", "disabled"]
 Limit = Annotated[int, msgspec.Meta(ge=0, le=MAX_LIMIT)]
-DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-Description = Annotated[str, msgspec.Meta(max_length=500)]
 
 
-class CreateRegion(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateRegion(Body, kw_only=True, forbid_unknown_fields=True):
     name: Name
     """The region's code (``eu-west-1``); it never changes."""
     display_name: DisplayName | None = None
     description: Description = ""
     enabled: bool = True
-    quota_defaults: dict[str, Limit] = {}
+    quota_defaults: dict[str, Limit] = msgspec.field(default_factory=dict)
     """Default limits per quota kind in this region, where a tenant has no override."""
 
 
-class UpdateRegion(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class UpdateRegion(Body, kw_only=True, forbid_unknown_fields=True):
     display_name: DisplayName | None = None
     description: Description | None = None
     quota_defaults: dict[str, Limit | None] | None = None

@@ -13,6 +13,7 @@ from api.routing import Router
 from api.services import identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body, Description, Name
 from domain.errors import ValidationFailed
 from domain.identity.project import Project
 from domain.identity.role import Role
@@ -21,11 +22,10 @@ from domain.quota.ledger import QuotaLedger, ledger_id
 
 router = Router()
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Action = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
-class CreateRole(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateRole(Body, kw_only=True, forbid_unknown_fields=True):
     name: Name
     actions: list[Action]
 
@@ -46,9 +46,9 @@ class RolePage(msgspec.Struct, kw_only=True):
     next_page_token: str | None
 
 
-class CreateProject(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateProject(Body, kw_only=True, forbid_unknown_fields=True):
     name: Name
-    description: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    description: Description = ""
 
 
 class ProjectView(msgspec.Struct, kw_only=True):
@@ -180,7 +180,14 @@ async def create_project(call: Call) -> web.Response:
     tags=("projects",),
 )
 async def list_projects(call: Call) -> web.Response:
-    return await list_kind(call, "prj", call.query, tenant_id=_tenant(call), filters=("name",))
+    return await list_kind(
+        call,
+        "prj",
+        call.query,
+        tenant_id=_tenant(call),
+        projects=call.me.projects,
+        filters=("name",),
+    )
 
 
 @router.route(

@@ -10,6 +10,7 @@ from aiohttp import web
 from api.call import Call
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
+from api.services import references
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork, other_tenants
 from domain.compute.server_group import ServerGroup
@@ -72,15 +73,11 @@ def _tenant(call: Call) -> str:
 async def create_server_group(call: Call) -> web.Response:
     body: CreateServerGroup = call.body
     tenant_id = _tenant(call)
-    if body.project_id is not None and call.check(
-        "compute:server-group:create", tenant_id=tenant_id, project_id=body.project_id
-    ):
-        raise ValidationFailed("that project is outside what you may use", field="project_id")
+    scope = references.Scope(tenant_id=tenant_id, projects=call.me.projects)
 
     async def decide(unit: UnitOfWork) -> Decided:
-        group = ServerGroup.form(
-            tenant_id, body.project_id, body.name, body.policy, body.max_per_host
-        )
+        project_id = await references.project(unit, scope, body.project_id)
+        group = ServerGroup.form(tenant_id, project_id, body.name, body.policy, body.max_per_host)
         unit.add(group)
         return Decided(resource_id=group.id)
 

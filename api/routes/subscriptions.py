@@ -10,7 +10,7 @@ from aiohttp import web
 from api.call import Call, json_response
 from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
-from api.services import compute, subscriptions
+from api.services import references, subscriptions
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
@@ -118,9 +118,10 @@ async def subscribe(call: Call) -> web.Response:
     body: Subscribe = call.body
     tenant_id = _tenant(call)
     recovery = msgspec.structs.asdict(body.recovery)
+    scope = references.Scope(tenant_id=tenant_id, projects=call.me.projects)
     if call.query.validate_only:
         unit = UnitOfWork(call.platform.repository)
-        instance = await compute.instance_of(unit, body.instance_id, tenant_id)
+        instance = await references.instance(unit, scope, body.instance_id)
         now = clock.now()
         amount, currency, version = quote(
             await subscriptions.price_books(unit, instance.region_id),
@@ -147,7 +148,7 @@ async def subscribe(call: Call) -> web.Response:
 
     async def decide(unit: UnitOfWork) -> Decided:
         return await subscriptions.subscribe(
-            unit, tenant_id, body.instance_id, body.term, body.auto_renew, recovery
+            unit, tenant_id, body.instance_id, body.term, body.auto_renew, recovery, scope.projects
         )
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))

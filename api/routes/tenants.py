@@ -13,41 +13,35 @@ from api.routing import Router
 from api.services import billing, identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body, Email, Name, Reason
 from domain.errors import NotFound
 from domain.ids import new_id
 
 router = Router()
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
-# Explicit ranges, not \s: Python's and JSON Schema's (ECMA) \s disagree on U+001C-U+001F.
-_NOT_IN_EMAIL = r"[^@\x00-\x20\x7f]+"
-Email = Annotated[
-    str,
-    msgspec.Meta(pattern=f"^{_NOT_IN_EMAIL}@{_NOT_IN_EMAIL}\\.{_NOT_IN_EMAIL}$", max_length=254),
-]
 
 
-class CreateTenant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateTenant(Body, kw_only=True, forbid_unknown_fields=True):
     name: Name
     owner_email: Email
     owner_password: Annotated[str, msgspec.Meta(min_length=12, max_length=200)]
     currency: Currency = "USD"
 
 
-class UpdateTenant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class UpdateTenant(Body, kw_only=True, forbid_unknown_fields=True):
     name: Name | None = None
     contact_email: Email | None = None
 
 
-class FreezeTenant(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+class FreezeTenant(Body, kw_only=True, forbid_unknown_fields=True):
+    reason: Reason
 
 
-class Recharge(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class Recharge(Body, kw_only=True, forbid_unknown_fields=True):
     amount_minor: Annotated[int, msgspec.Meta(gt=0, le=10**13)]
     currency: Currency
-    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    reference: Reason
 
 
 class TenantView(msgspec.Struct, kw_only=True):

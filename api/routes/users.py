@@ -13,26 +13,21 @@ from api.routing import Router
 from api.services import identity
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
+from api.text import Body, Email
 from domain.errors import ValidationFailed
 from gateways.passwords import hash_off_loop
 
 router = Router()
 
-# Explicit ranges, not \s: Python's and JSON Schema's (ECMA) \s disagree on U+001C-U+001F.
-_NOT_IN_EMAIL = r"[^@\x00-\x20\x7f]+"
-Email = Annotated[
-    str,
-    msgspec.Meta(pattern=f"^{_NOT_IN_EMAIL}@{_NOT_IN_EMAIL}\\.{_NOT_IN_EMAIL}$", max_length=254),
-]
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=200)]
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]{0,11}-[0-9a-z]{26}$")]
 
 
-class CreateUser(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateUser(Body, kw_only=True, forbid_unknown_fields=True):
     email: Email
     password: Password
     roles: list[str] = msgspec.field(default_factory=lambda: ["read-only"])
-    custom_roles: list[Id] = []
+    custom_roles: list[Id] = msgspec.field(default_factory=list)
     projects: list[Id] | None = None
     """Limit the sub-account to these projects; omit for all of the tenant's."""
 
@@ -49,7 +44,7 @@ class ChangePassword(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     new_password: Password
 
 
-class CreateStaff(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateStaff(Body, kw_only=True, forbid_unknown_fields=True):
     email: Email
     password: Password
     roles: list[str] = msgspec.field(default_factory=lambda: ["platform:operator"])

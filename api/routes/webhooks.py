@@ -19,6 +19,7 @@ from api.routes.webhook_deliveries import delivery_log
 from api.routing import Router
 from api.services.executor import Decided, Outcome
 from api.services.unit_of_work import UnitOfWork, other_tenants
+from api.text import Body, Description
 from domain.errors import ValidationFailed
 from domain.subscriptions.webhook import Webhook, check_url
 from gateways.webhooks.secrets import webhook_secrets
@@ -28,10 +29,9 @@ router = Router()
 
 Url = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-Description = Annotated[str, msgspec.Meta(max_length=500)]
 
 
-class CreateWebhook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateWebhook(Body, kw_only=True, forbid_unknown_fields=True):
     url: Url
     event_types: list[Pattern] = msgspec.field(default_factory=lambda: ["*"])
     """Globs over event types such as ``Instance.*`` or ``Tenant.Frozen``; ``*`` is all."""
@@ -40,7 +40,7 @@ class CreateWebhook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Create it paused: nothing is sent until it is resumed."""
 
 
-class UpdateWebhook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class UpdateWebhook(Body, kw_only=True, forbid_unknown_fields=True):
     url: Url | None = None
     event_types: list[Pattern] | None = None
     description: Description | None = None

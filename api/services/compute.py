@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 
 import msgspec
 
-from api.services import preemption
+from api.services import preemption, references
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
@@ -324,15 +324,22 @@ async def create_instances(
     health: Mapping[str, Health],
     charge_mode: str = "on_demand",
     server_group_id: str | None = None,
+    projects: tuple[str, ...] | None = None,
 ) -> Decided:
+    """Create ``count`` instances, placed and claimed; every id the request names is checked
+    (see ``references``), ``projects`` being those a sub-account is limited to."""
     if not 1 <= count <= MAX_BATCH:
         raise ValidationFailed(f"count runs from 1 to {MAX_BATCH}", field="count")
-    flavor = await unit.find(flavor_id, Flavor)
-    if flavor is None or not flavor.enabled:
-        raise ValidationFailed(f"{flavor_id} is not an orderable flavor", field="flavor_id")
-    image = await unit.find(image_id, Image)
-    if image is None or not image.usable_by(tenant_id) or image.region_id != region_id:
-        raise ValidationFailed(f"{image_id} is not an image you can use in {region_id}")
+    scope = references.Scope(tenant_id=tenant_id, projects=projects)
+    project_id = await references.project(unit, scope, project_id)
+    region = await references.region(unit, region_id)
+    flavor = await references.flavor(unit, flavor_id)
+    image = await references.image(unit, tenant_id, image_id, region_id)
+    group = (
+        None
+        if server_group_id is None
+        else await references.server_group(unit, scope, server_group_id)
+    )
     if image.architecture != flavor.architecture:
         raise ValidationFailed("the image and the flavor are for different architectures")
     disk = disk_gb or max(flavor.min_disk_gb, image.min_disk_gb)
@@ -343,11 +350,7 @@ async def create_instances(
             field="disk_gb",
         )
     ledger = await unit.get(ledger_id(tenant_id), QuotaLedger)
-    region = await unit.find(region_id, Region)
-    if region is None:
-        raise ValidationFailed(f"{region_id} is not a region", field="region_id")
     region_defaults = region.quota_defaults
-    group = None if server_group_id is None else await group_of(unit, server_group_id, tenant_id)
     groups: dict[str, GroupView] = {} if group is None else {group.id: group.scheduler_view()}
     instance_ids = [new_id("i") for _ in range(count)]
     request = PlacementRequest(
@@ -492,16 +495,6 @@ async def claim_again(unit: UnitOfWork, instance: Instance) -> None:
         cpu_overcommit=cluster.cpu_overcommit,
         memory_overcommit=cluster.memory_overcommit,
     )
-
-
-async def group_of(unit: UnitOfWork, group_id: str, tenant_id: str) -> ServerGroup:
-    """The tenant's server group; another tenant's is answered as a missing one."""
-    group = await unit.find(group_id, ServerGroup)
-    if group is None or group.tenant_id != tenant_id or group.deleted:
-        raise ValidationFailed(
-            f"{group_id} is not a server group of yours", field="server_group_id"
-        )
-    return group
 
 
 async def leave_group(unit: UnitOfWork, instance: Instance) -> None:
@@ -652,9 +645,7 @@ async def resize_instance(unit: UnitOfWork, instance: Instance, flavor_id: str) 
     """Resize on its host (cold, hot or by a restart: see ``Instance.resize``); the claim
     and the quota are taken again at the new size at once, so a host without room for the
     growth refuses it here."""
-    flavor = await unit.find(flavor_id, Flavor)
-    if flavor is None or not flavor.enabled:
-        raise ValidationFailed(f"{flavor_id} is not an orderable flavor", field="flavor_id")
+    flavor = await references.flavor(unit, flavor_id)
     image = await unit.get(instance.image_id, Image)
     if flavor.architecture != image.architecture:
         raise ValidationFailed("the flavor is for another architecture than the image")

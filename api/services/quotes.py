@@ -5,15 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from api.services import references
 from api.services.subscriptions import price_books
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
 from domain.billing.quotes import hourly_rate
 from domain.billing.subscription import TERMS, quote
-from domain.compute.image import Image
-from domain.errors import ValidationFailed
-from domain.inventory.flavor import Flavor
-from domain.inventory.region import Region
 
 
 async def instances_quote(
@@ -26,11 +23,9 @@ async def instances_quote(
     count: int,
 ) -> dict[str, Any]:
     """On demand per hour, and each prepaid term, for ``count`` instances of a flavor."""
-    await unit.get(region_id, Region)
-    flavor = await unit.find(flavor_id, Flavor)
-    if flavor is None or not flavor.enabled:
-        raise ValidationFailed(f"{flavor_id} is not an orderable flavor", field="flavor_id")
-    image = await unit.get(image_id, Image)
+    await references.region(unit, region_id)
+    flavor = await references.flavor(unit, flavor_id)
+    image = await references.image(unit, tenant_id, image_id, region_id)
     disk = disk_gb or max(flavor.min_disk_gb, image.min_disk_gb)
     size = {
         "vcpus": flavor.vcpus,

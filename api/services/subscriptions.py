@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from api.services import billing, compute
+from api.services import billing, compute, references
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from domain import clock
@@ -107,9 +107,11 @@ async def subscribe(
     term: str,
     auto_renew: bool,
     recovery: dict[str, int] | None = None,
+    projects: tuple[str, ...] | None = None,
 ) -> Decided:
     """Pay a term in advance; from now the instance is not metered on demand."""
-    instance = await compute.instance_of(unit, instance_id, tenant_id)
+    scope = references.Scope(tenant_id=tenant_id, projects=projects)
+    instance = await references.instance(unit, scope, instance_id)
     if instance.status in _UNSUBSCRIBABLE:
         raise InvalidState(f"the instance is {instance.status}", instance_id=instance_id)
     if await unit.find(subscription_id(instance_id), Subscription) is not None:

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from domain.identity.project_scope import PROJECT, narrowed
 from gateways.eventstore.schema import checked_schema
 from projections.checkpoints import Checkpoints
 
@@ -90,9 +91,11 @@ class DocumentQueries:
             args.append(tenant_id)
             owned = f"tenant_id = ${len(args)}"
             where.append(f"({owned} OR tenant_id IS NULL)" if include_public else owned)
-        if projects is not None:
+        if projects is not None and narrowed(kind):
             args.append(list(projects))
-            where.append(f"project_id = ANY(${len(args)}::text[])")
+            # A project counts as in itself (see ``domain.identity.project_scope``).
+            column = "resource_id" if kind == PROJECT else "project_id"
+            where.append(f"{column} = ANY(${len(args)}::text[])")
         for field, value in (filters or {}).items():
             args.extend([field, value])
             where.append(f"view->>${len(args) - 1} = ${len(args)}")

@@ -343,6 +343,8 @@ def sample_body(kind: type[msgspec.Struct]) -> dict[str, Any]:
 def _sample(name: str, info: mi.Type, owner: type) -> Any:
     if name in _BY_NAME:
         return _BY_NAME[name]()
+    if isinstance(info, mi.Metadata):  # api.text's types: plain text samples fit them
+        return _sample(name, info.type, owner)
     if isinstance(info, mi.UnionType):
         if any(isinstance(t, mi.NoneType) for t in info.types):
             return None
