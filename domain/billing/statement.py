@@ -129,11 +129,19 @@ def unit_prices(line: Line) -> tuple[str, str]:
     if line.category == PURCHASE:
         # A term's price was rounded once, to a minor unit: its costs are its unit prices.
         quantity = Decimal(line.quantity)
+        scale = Decimal(10) ** digits(line.currency)
         listed, contracted = line.list_minor / quantity, line.amount_minor / quantity
-    else:
-        listed = Decimal(line.unit_price)  # minor units per unit-hour
-        contracted = listed * (100 - Decimal(line.discount_percent)) / 100
-    scale = Decimal(10) ** digits(line.currency)
+        return _plain(listed / scale), _plain(contracted / scale)
+    return _usage_prices(line.unit_price, line.discount_percent, line.currency)
+
+
+@functools.lru_cache(maxsize=1024)
+def _usage_prices(unit_price: str, discount_percent: str, currency: str) -> tuple[str, str]:
+    """A rate's prices (minor units per unit-hour) in currency units: a statement's many
+    lines share a few rates, so each is worked out once."""
+    scale = Decimal(10) ** digits(currency)
+    listed = Decimal(unit_price)
+    contracted = listed * (100 - Decimal(discount_percent)) / 100
     return _plain(listed / scale), _plain(contracted / scale)
 
 
