@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 from aiohttp import web
 
-from api.call import Call
+from api.call import Call, json_response
 from api.listing import Accepted
 from api.routing import Router
 from api.services import billing
@@ -15,7 +15,7 @@ from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from api.text import Body, Reason
 from domain import clock
-from domain.billing.account import account_id
+from domain.billing.account import BillingAccount, account_id
 from domain.errors import NotFound
 from domain.identity.tenant import Tenant
 
@@ -55,11 +55,10 @@ async def _account(call: Call, tenant_id: str, action: str) -> web.Response:
     try:
         return await call.one(await call.document(account_id(tenant_id), "bac", action))
     except NotFound:
-        # No account until the first recharge or charge: the tenant's is read as empty.
-        await call.document(tenant_id, "tnt", action)
-        raise NotFound(
-            "this tenant has no billing account yet (no recharge or charge so far)"
-        ) from None
+        # A tenant created before accounts opened with their tenants has none until its first
+        # recharge or charge opens it: until then it reads as it will open, empty.
+        tenant = await call.document(tenant_id, "tnt", action)
+        return json_response(BillingAccount.open(tenant_id, tenant.view["currency"]).view())
 
 
 @router.route(

@@ -8,6 +8,7 @@ from api.auth import api_key_credential
 from api.services.executor import Decided
 from api.services.notices import queue_notice
 from api.services.unit_of_work import UnitOfWork, other_tenants
+from domain.billing.account import BillingAccount
 from domain.errors import Conflict, InvalidState, NotFound, ValidationFailed
 from domain.identity.apikey import ApiKey
 from domain.identity.email_claim import EmailClaim, claim_id
@@ -76,6 +77,8 @@ async def create_tenant(
     unit.add(tenant)
     unit.add(owner)
     unit.add(QuotaLedger.open(tenant.id))
+    # A tenant has its (empty) account from the start, in its currency.
+    unit.add(BillingAccount.open(tenant.id, currency))
     return Decided(resource_id=tenant.id, body={"owner_id": owner.id})
 
 

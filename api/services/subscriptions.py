@@ -22,6 +22,7 @@ from domain.billing.subscription import (
     RECYCLED,
     STOPPED,
     Subscription,
+    list_price,
     prorated,
     purchase_line,
     quote,
@@ -77,10 +78,12 @@ def _spend(
     version: str,
     start: datetime,
     end: datetime,
+    list_minor: int,
     order_id: str | None = None,
     kind: str = "new",
 ) -> str:
-    """Hold (unless held already) and post one order's money for [start, end)."""
+    """Hold (unless held already) and post one order's money for [start, end);
+    ``list_minor`` is what it would have cost at list prices."""
     order = order_id or new_id("ord")
     if order_id is None:
         account.hold(order, amount, _about(subscription, kind))
@@ -95,6 +98,7 @@ def _spend(
         amount,
         currency,
         version,
+        list_minor,
     )
     account.post_hold(order, line)
     return order
@@ -117,14 +121,11 @@ async def subscribe(
     if await unit.find(subscription_id(instance_id), Subscription) is not None:
         raise Conflict("the instance has a subscription already", instance_id=instance_id)
     now = clock.now()
+    books = await price_books(unit, instance.region_id)
     amount, currency, version = quote(
-        await price_books(unit, instance.region_id),
-        tenant_id,
-        instance.region_id,
-        _size(instance),
-        term,
-        now,
+        books, tenant_id, instance.region_id, _size(instance), term, now
     )
+    listed = list_price(books, tenant_id, instance.region_id, _size(instance), term, now)
     account = await billing.account_of(unit, tenant_id)
     if currency != account.currency:
         raise InvalidState(
@@ -144,7 +145,9 @@ async def subscribe(
         recovery={**DEFAULT_RECOVERY, **(recovery or {})},
     )
     unit.add(subscription)
-    order = _spend(account, subscription, amount, currency, version, now, subscription.ends_at)
+    order = _spend(
+        account, subscription, amount, currency, version, now, subscription.ends_at, listed
+    )
     await billing.enforce_standing(unit, account, now)
     return Decided(
         resource_id=subscription.id,
@@ -208,19 +211,15 @@ async def start_renewed_term(unit: UnitOfWork, subscription: Subscription, at: d
     order = subscription.renewal_order
     assert order is not None
     account = await billing.account_of(unit, subscription.tenant_id)
-    _, currency, version = quote(
-        await price_books(unit, subscription.region_id),
-        subscription.tenant_id,
-        subscription.region_id,
-        subscription.renewal_size,
-        subscription.term,
-        at,
-    )
+    books = await price_books(unit, subscription.region_id)
+    priced = (subscription.tenant_id, subscription.region_id, subscription.renewal_size)
+    _, currency, version = quote(books, *priced, subscription.term, at)
+    listed = list_price(books, *priced, subscription.term, at)
     if subscription.status == RECYCLED:
         instance = await unit.get(subscription.resource_id, Instance)
         instance.restore()
     end = term_end(at, subscription.term)
-    _spend(account, subscription, account.holds[order], currency, version, at, end, order)
+    _spend(account, subscription, account.holds[order], currency, version, at, end, listed, order)
     subscription.renew(at)
 
 
@@ -247,6 +246,14 @@ async def resize(unit: UnitOfWork, subscription: Subscription, flavor_id: str) -
         now,
     )
     upgrade = prorated(after - before, subscription.starts_at, subscription.ends_at, now)
+    where = (subscription.tenant_id, subscription.region_id)
+    listed = prorated(
+        list_price(books, *where, _size(instance), subscription.term, now)
+        - list_price(books, *where, subscription.size, subscription.term, now),
+        subscription.starts_at,
+        subscription.ends_at,
+        now,
+    )
     subscription.resize(_size(instance), upgrade)
     order = None
     if upgrade > 0:
@@ -259,6 +266,7 @@ async def resize(unit: UnitOfWork, subscription: Subscription, flavor_id: str) -
             version,
             now,
             subscription.ends_at,
+            listed,
             kind="upgrade",
         )
         await billing.enforce_standing(unit, account, now)

@@ -20,6 +20,8 @@ class HourlyRate(msgspec.Struct, frozen=True, kw_only=True):
     per_dimension: dict[str, str]
     """Minor units an hour for each priced dimension (after the tenant's discount)."""
     total: Decimal
+    list_total: Decimal
+    """Minor units an hour at list prices, before the tenant's discount."""
     term_discounts: dict[str, str]
 
 
@@ -49,18 +51,20 @@ def hourly_rate(
             "running", size["vcpus"], size["memory_mb"], size["disk_gb"], 0, flavor_id
         )
         per_dimension: dict[str, str] = {}
-        total = Decimal(0)
+        total = listed = Decimal(0)
         for dimension, quantity in sorted(usage.items()):
             rate = rate_for(book, version, dimension, tenant_id, flavor_id)
             if rate is not None:
                 cost = quantity * rate.effective_price
                 per_dimension[dimension] = str(cost)
                 total += cost
+                listed += quantity * rate.unit_price
         return HourlyRate(
             currency=book["currency"],
             price_version=version_label(key, version["number"]),
             per_dimension=per_dimension,
             total=total,
+            list_total=listed,
             term_discounts=dict(version.get("term_discounts", {})),
         )
     raise ValidationFailed("no price book prices this region", region_id=region_id)

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from domain.billing.dimensions import SERVICES, UNITS, family
-from domain.billing.money import major
+from domain.billing.money import digits, major
 
 CORRECTION = "Correction"
 USAGE = "Usage"
@@ -41,6 +41,7 @@ FOCUS_COLUMNS = (
     "BilledCost",
     "EffectiveCost",
     "ListCost",
+    "ContractedCost",
     "ListUnitPrice",
     "ContractedUnitPrice",
     "BillingCurrency",
@@ -121,12 +122,41 @@ def _product(dimension: str) -> tuple[str, str, str]:
     return service, category, UNITS.get(name, "hours")
 
 
+def unit_prices(line: Line) -> tuple[str, str]:
+    """``ListUnitPrice`` and ``ContractedUnitPrice`` in currency units, the contracted one
+    after the line's discount, so that each times ``PricingQuantity`` is ``ListCost`` and
+    ``EffectiveCost`` (within the rounding of those to a minor unit)."""
+    if line.category == PURCHASE:
+        # A term's price was rounded once, to a minor unit: its costs are its unit prices.
+        quantity = Decimal(line.quantity)
+        scale = Decimal(10) ** digits(line.currency)
+        listed, contracted = line.list_minor / quantity, line.amount_minor / quantity
+        return _plain(listed / scale), _plain(contracted / scale)
+    return _usage_prices(line.unit_price, line.discount_percent, line.currency)
+
+
+@functools.lru_cache(maxsize=1024)
+def _usage_prices(unit_price: str, discount_percent: str, currency: str) -> tuple[str, str]:
+    """A rate's prices (minor units per unit-hour) in currency units: a statement's many
+    lines share a few rates, so each is worked out once."""
+    scale = Decimal(10) ** digits(currency)
+    listed = Decimal(unit_price)
+    contracted = listed * (100 - Decimal(discount_percent)) / 100
+    return _plain(listed / scale), _plain(contracted / scale)
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal without an exponent or trailing zeros: ``0.0875``, ``204.4``, ``0``."""
+    return f"{value.normalize():f}"
+
+
 def _row(line: Line) -> tuple[str, ...]:
     """One line's values in ``FOCUS_COLUMNS`` order."""
     start, end = _bounds(line.period)
     service, category, unit = _product(line.dimension)
     quantity = line.quantity if line.category == PURCHASE else hours(line)
     cost = major(line.amount_minor, line.currency)
+    list_unit, contracted_unit = unit_prices(line)
     return (
         line.tenant_id,
         line.project_id or "",
@@ -140,8 +170,9 @@ def _row(line: Line) -> tuple[str, ...]:
         cost,
         cost,
         major(line.list_minor, line.currency),
-        line.unit_price,
-        line.unit_price,
+        cost,
+        list_unit,
+        contracted_unit,
         line.currency,
         quantity,
         unit,

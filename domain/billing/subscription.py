@@ -72,6 +72,28 @@ def quote(
     return minor_units(total), hourly.currency, hourly.price_version
 
 
+def list_price(
+    books: Mapping[str, dict[str, Any]],
+    tenant_id: str,
+    region_id: str,
+    size: Mapping[str, Any],
+    term: str,
+    at: datetime,
+) -> int:
+    """A term's list price in minor units: ``quote``'s before any discount (the tenant's
+    or the term's), what a statement's ``ListCost`` says the term would have cost."""
+    hourly = hourly_rate(books, tenant_id, region_id, size, at)
+    return minor_units(hourly.list_total * HOURS_PER_MONTH * TERMS[term])
+
+
+def off_list(list_minor: int, amount_minor: int) -> str:
+    """The percentage a price is below its list price, to a hundredth of a percent."""
+    if list_minor <= 0:
+        return "0"
+    off = Decimal(100) * (list_minor - amount_minor) / list_minor
+    return str(off.quantize(Decimal("0.01")).normalize())
+
+
 def prorated(difference_minor: int, start: datetime, end: datetime, now: datetime) -> int:
     """What is left of a term's price difference from ``now`` to ``end``, to the second."""
     remaining = Decimal(max((end - now).total_seconds(), 0))
@@ -90,8 +112,10 @@ def purchase_line(
     amount_minor: int,
     currency: str,
     price_version: str,
+    list_minor: int,
 ) -> dict[str, Any]:
-    """A prepaid purchase as a statement line: the term it pays for, at its price."""
+    """A prepaid purchase as a statement line: the term it pays for, at its price, with the
+    list price it was discounted from (its ``unit_price``: one term, in minor units)."""
     return {
         "charge_id": charge_id,
         "resource_id": resource_id,
@@ -101,10 +125,11 @@ def purchase_line(
         "quantity": "1",
         "start": start.isoformat(),
         "end": end.isoformat(),
-        "unit_price": str(amount_minor),
-        "discount_percent": "0",
+        "unit_price": str(list_minor),
+        "discount_percent": off_list(list_minor, amount_minor),
         "price_version": price_version,
         "amount_minor": amount_minor,
+        "list_minor": list_minor,
         "currency": currency,
     }
 

@@ -49,3 +49,13 @@ DEFAULT_LIMITS: dict[str, int] = {
 
 GLOBAL_REGION = "*"
 """Quota scope for resources that belong to no region (sub-accounts, keys, projects)."""
+
+GLOBAL_KINDS: tuple[str, ...] = ("projects", "sub_accounts", "api_keys")
+"""The kinds counted in ``GLOBAL_REGION``; every other kind is counted per region."""
+
+
+def kinds_in(region: str) -> tuple[str, ...]:
+    """The kinds a scope counts: the region-less ones in ``*``, the others in a region."""
+    if region == GLOBAL_REGION:
+        return GLOBAL_KINDS
+    return tuple(kind for kind in QUOTA_KINDS if kind not in GLOBAL_KINDS)

@@ -214,8 +214,9 @@ class BillingLedger:
             if closed is not None and period <= closed:
                 period, kind = next_period(closed), CORRECTION
             seconds = Decimal((end - start).total_seconds())
+            # A purchase carries its list price; one posted before it did was at list.
             listed = (
-                int(charge["amount_minor"])
+                int(charge.get("list_minor", charge["amount_minor"]))
                 if category == PURCHASE
                 else minor_units(
                     Decimal(charge["quantity"]) * seconds / 3600 * Decimal(charge["unit_price"])

@@ -112,7 +112,13 @@ async def test_the_platforms_statement_of_a_closed_month(api: Api) -> None:
     assert as_csv.status == 200 and as_csv.content_type == "text/csv"
     assert await as_csv.read() == to_csv(lines)
 
-    for other, status in (("2027-02", 404), ("2027-13", 422), ("March", 422)):
+    # February was closed too, with nothing on it: the accounts opened with their tenants.
+    february = await json_of(api.admin, "/v1/admin/billing/statements?period=2027-02")
+    assert [(t["tenant_id"], t["status"], t["lines"]) for t in february["tenants"]] == [
+        (t, "closed", 0) for t in tenants
+    ]
+    assert (february["lines"], february["totals"]) == ([], [])
+    for other, status in (("2020-01", 404), ("2027-13", 422), ("March", 422)):
         answer = await api.admin.get(f"/v1/admin/billing/statements?period={other}")
         assert answer.status == status, await answer.text()
     refused = await acme.get(path)

@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from domain import clock
+from domain.billing.account import next_period, period_of
+from domain.billing.statement import content_hash
 from gateways.billing.pdf import statement_pdf
 from projections.billing.queries import BillingQueries
 from tests.api.billing_world import BillingWorld, billing_world
@@ -140,23 +143,36 @@ async def test_transactions_charges_and_daily_usage(api: Api) -> None:
     assert refused.status == 422, await refused.text()
 
 
+def months_before(period: str, first: str) -> list[str]:
+    """The periods from ``first`` up to (not including) ``period``, newest first."""
+    found = []
+    while first < period:
+        found.insert(0, first)
+        first = next_period(first)
+    return found
+
+
 async def test_statements_list_and_export_the_read_models_exact_bytes(api: Api) -> None:
     world, acme, _, _, globex = await two_tenants(api)
     tenant = acme.tenant_id
     assert tenant is not None and globex.tenant_id is not None
     statements = await json_of(acme, "/v1/billing/statements")
-    assert statements["items"] == [
-        {
-            "tenant_id": tenant,
-            "period": "2027-03",
-            "currency": "USD",
-            "status": "open",
-            "billed_minor": 250,
-            "lines": 26,
-            "content_hash": None,
-            "export": f"/v1/tenants/{tenant}/statements/2027-03",
-        }
-    ]
+    march, *earlier = statements["items"]
+    assert march == {
+        "tenant_id": tenant,
+        "period": "2027-03",
+        "currency": "USD",
+        "status": "open",
+        "billed_minor": 250,
+        "lines": 26,
+        "content_hash": None,
+        "export": f"/v1/tenants/{tenant}/statements/2027-03",
+    }
+    # The account opened with the tenant: each month since is closed, with nothing on it.
+    assert [s["period"] for s in earlier] == months_before("2027-03", period_of(clock.now()))
+    assert {(s["status"], s["billed_minor"], s["lines"], s["content_hash"]) for s in earlier} == {
+        ("closed", 0, 0, content_hash([]))
+    }
     queries = BillingQueries(world.schema)
     pool = api.platform.store.pool
     for form, media in (("json", "application/json"), ("csv", "text/csv")):
@@ -175,7 +191,7 @@ async def test_statements_list_and_export_the_read_models_exact_bytes(api: Api) 
     assert csv_text.startswith("BillingAccountId,SubAccountId,") and csv_text.count("\r\n") == 27
 
     for path in (
-        f"/v1/tenants/{tenant}/statements/2027-02",  # no statement that month
+        f"/v1/tenants/{tenant}/statements/2020-01",  # before the tenant was
         f"/v1/tenants/{tenant}/statements/March",
         f"/v1/tenants/{globex.tenant_id}/statements/2027-03",  # another tenant's
     ):

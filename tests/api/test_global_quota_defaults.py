@@ -17,7 +17,7 @@ async def test_global_defaults_limit_projects_and_show_as_limits(api: Api) -> No
     await api.wait_for(await api.platform.store.last_position())
     quotas = await (await owner.get("/v1/quotas")).json()
     projects = next(q for q in quotas["quotas"] if q["kind"] == "projects")
-    assert projects == {"kind": "projects", "used": 2, "limit": 2}
+    assert projects == {"region": "*", "kind": "projects", "used": 2, "limit": 2}
 
 
 async def test_billing_users_see_the_regions_and_flavors_they_are_billed_for(api: Api) -> None:

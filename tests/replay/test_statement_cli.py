@@ -48,7 +48,7 @@ async def test_a_statement_from_the_command_line(
         (*args, "--rebuild", "--out", again, *on),
         (*args, "--format", "json", *on),
         (*args, "--format", "pdf", "--out", pdf, *on),
-        ("statement", "--tenant", tenant, "--period", "2026-12", *on),
+        ("statement", "--tenant", tenant, "--period", "2026-11", *on),  # before the tenant
         ("statement", "--tenant", tenant, "--period", "2027-13", *on),
         (*args, "--sqlite", tmp_path / "none.sqlite"),
     )
@@ -63,6 +63,6 @@ async def test_a_statement_from_the_command_line(
     assert document["totals"]["billed_minor"] == 3 * (24 + 10)
     assert as_pdf.code == 0, as_pdf.err
     assert pdf.read_bytes().startswith(b"%PDF-")
-    assert missing.code == 1 and "no statement for 2026-12" in missing.err
+    assert missing.code == 1 and "no statement for 2026-11" in missing.err
     assert malformed.code == 2
     assert no_sqlite.code == 2 and "needs --database-url" in no_sqlite.err

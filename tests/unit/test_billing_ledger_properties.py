@@ -171,6 +171,7 @@ def test_the_ledger_balances_and_no_charge_is_posted_twice(
                 amount,
                 "USD",
                 "v1",
+                amount,  # at list price
             )
             account.post_hold(order, line)
             purchased += amount
