@@ -8,10 +8,12 @@ from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
 from domain.errors import InvalidState
+from domain.secrets import secret
 
 
 class User(Aggregate):
     id_prefix = "usr"
+    secret_fields = secret(Created=("password_hash",), PasswordChanged=("password_hash",))
 
     def __init__(
         self,

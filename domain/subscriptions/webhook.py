@@ -17,6 +17,7 @@ from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
 from domain.errors import InvalidState, NotFound, ValidationFailed
+from domain.secrets import secret
 
 ACTIVE = "active"
 PAUSED = "paused"
@@ -92,6 +93,10 @@ def check_url(url: str) -> str:
 
 class Webhook(Aggregate):
     id_prefix = "whk"
+    # The salt and key id sign nothing alone, but with a leaked platform key they would.
+    secret_fields = secret(
+        Created=("secret_salt", "key_id"), SecretRotated=("secret_salt", "key_id")
+    )
 
     def __init__(
         self,
