@@ -8,6 +8,7 @@ and comes back; it then holds every event of its tenant exactly once (deduplicat
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from typing import Any
 
@@ -217,3 +218,38 @@ async def test_redelivery_replay_pause_and_filters(api: Api, receivers: Any) -> 
     await api.settled(await owner.post("/v1/roles", json={"name": "r", "actions": ["a:b:c"]}))
     await eventually(lambda: len(receiver.acknowledged) == 8)
     assert receiver.acknowledged[7].headers["Scloud-Event-Type"] == "Role.Created"
+
+
+async def test_no_secret_reaches_a_webhook(api: Api, receivers: Any) -> None:
+    """A sub-account's argon2 hash and the webhook's own salt are redacted from the body."""
+    verify_signature = documented_verifier()
+    receiver: Receiver = await receivers()
+    owner = await api.tenant("redacted")
+    webhook_id, _ = await loopback_webhook(api, owner, receiver.url, ["User.*", "Webhook.*"])
+    user = await api.sub_account(owner, ["read-only"])
+    rotated = await api.settled(
+        await owner.post(f"/v1/webhooks/{webhook_id}/actions/rotate-secret")
+    )
+    secret = rotated["secret"]
+    hashed = json.loads((await api.platform.store.read_stream(user.user_id))[0].state)
+    rotation = json.loads((await api.platform.store.read_stream(webhook_id))[-1].state)
+    assert hashed["password_hash"].startswith("$argon2") and rotation["secret_salt"]
+
+    await eventually(
+        lambda: (
+            {"User.Created", "Webhook.SecretRotated"}
+            <= {r.headers["Scloud-Event-Type"] for r in receiver.acknowledged}
+        )
+    )
+    for received in receiver.requests:
+        assert hashed["password_hash"].encode() not in received.body
+        assert rotation["secret_salt"].encode() not in received.body
+    by_type = {r.headers["Scloud-Event-Type"]: r for r in receiver.acknowledged}
+    created = by_type["User.Created"].event
+    assert created["resource_id"] == user.user_id
+    assert created["data"]["password_hash"] == "[redacted]"
+    assert created["redacted"] == ["password_hash"]
+    rotated_event = by_type["Webhook.SecretRotated"]
+    assert rotated_event.event["redacted"] == ["key_id", "secret_salt"]
+    # The body is signed as sent, redacted: the receiver's check still holds.
+    assert verify_signature(secret, rotated_event.headers["Scloud-Signature"], rotated_event.body)
