@@ -36,6 +36,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_ttl_seconds: int = 12 * 3600
     webhook_loopback_only: bool = False
     """Deliver webhooks to loopback addresses only (test and sandbox platforms)."""
+    webhook_pause_after_hours: float = 24.0
+    """Hours a webhook's target may fail without a success before the webhook is paused."""
     host_id: str = socket.gethostname()
     """This hypervisor's name, for ``scloud hostd``."""
     host_join_token: str | None = None
@@ -108,6 +110,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             token_key=env.get("SCLOUD_TOKEN_KEY") or None,
             webhook_loopback_only=env.get("SCLOUD_WEBHOOK_LOOPBACK_ONLY", "0") not in ("", "0"),
+            webhook_pause_after_hours=float(
+                env.get("SCLOUD_WEBHOOK_PAUSE_AFTER_HOURS", str(defaults.webhook_pause_after_hours))
+            ),
             token_ttl_seconds=int(
                 env.get("SCLOUD_TOKEN_TTL_SECONDS", str(defaults.token_ttl_seconds))
             ),
