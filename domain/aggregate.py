@@ -16,6 +16,7 @@ from eventsourcing.domain import (
 
 from domain import clock
 from domain.ids import new_id
+from domain.secrets import SecretFields
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Aggregate(BaseAggregate[str]):
     """Subclasses set ``id_prefix`` and declare ``@event`` methods, one intent each."""
 
     id_prefix: ClassVar[str] = "agg"
+    secret_fields: ClassVar[SecretFields] = {}
+    """Per event name, the fields no export may show (see ``domain/secrets.py``)."""
 
     @classmethod
     def create_id(cls, *_: Any, **__: Any) -> str:

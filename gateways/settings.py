@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_ttl_seconds: Annotated[int, msgspec.Meta(ge=60)] = 12 * 3600
     webhook_loopback_only: bool = False
     """Deliver webhooks to loopback addresses only (test and sandbox platforms)."""
+    webhook_pause_after_hours: float = 24.0
+    """Hours a webhook's target may fail without a success before the webhook is paused."""
     host_id: str = socket.gethostname()
     """This hypervisor's name, for ``scloud hostd``."""
     host_join_token: str | None = None

@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         "JSON as text), DIR/events.sqlite (the events table's columns plus previous_hash;\n"
         "readable with --sqlite) and DIR/manifest.json (counts, first and last positions\n"
         "and chain hashes, SHA-256 of both files). Times select on when the store\n"
-        "recorded each event.",
+        "recorded each event. Secret fields (password and key hashes) are redacted and\n"
+        "the events they were redacted from listed, unless --sealed.",
     )
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--tenant", help="events carrying this tenant id")
@@ -171,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also the earlier events of each exported resource that lack the tenant id "
         "(its creation by an admin, say), so that every resource can be replayed",
+    )
+    p.add_argument(
+        "--sealed",
+        action="store_true",
+        help="keep the exact stored bytes, secret fields (password hashes…) included, so "
+        "that verify checks every link; the directory is made readable by its owner only",
     )
 
     p = command(
@@ -314,6 +321,7 @@ async def _export(args: argparse.Namespace, source: EventSource, consoles: Conso
         since=args.since,
         until=args.until,
         complete_streams=args.complete_streams,
+        sealed=args.sealed,
     )
     with consoles.progress() as progress:
         bar = Bar(progress, "exporting", await source.head())

@@ -4,6 +4,12 @@ Both files hold the same events with their exact stored bytes; ``manifest.json``
 counts, the first and last positions and chain hashes, and each file's SHA-256. Each event
 also carries ``previous_hash`` (the chain hash before it in the whole store), so its link
 can be checked without the other tenants' events (``scloud replay verify --sqlite``).
+
+Secret fields (``domain/secrets.py``) are redacted, as in every other export, and the
+events they were redacted from are listed in ``scloud_redacted``: their links cannot be
+checked without the stored bytes, and ``verify`` says so. A sealed export (``--sealed``,
+for an auditor who must check every link) keeps the exact bytes, secrets included, in
+files only their owner may read.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 
 import msgspec
 
+from gateways.bus.redaction import redact
 from gateways.eventstore.records import RecordedEvent
 from replay.aggregates import envelope_of
 from replay.errors import Usage
@@ -42,6 +49,8 @@ class Selection:
     complete_streams: bool = False
     """Also every earlier event of each resource exported (creations written without
     the tenant's id, such as a tenant's own creation by an admin)."""
+    sealed: bool = False
+    """Exact stored bytes, secret fields included; otherwise they are redacted."""
 
     def wants(self, event: RecordedEvent) -> bool:
         return (self.since is None or event.recorded_at >= self.since) and (
@@ -57,14 +66,14 @@ async def export(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write the three files into ``out``; returns the manifest."""
-    partial = _prepare(out)
+    partial = _prepare(out, sealed=selection.sealed)
     conn = sqlite3.connect(partial)
     try:
         conn.executescript(DDL)
         streams: set[str] = set()
         async for batch in batches(source, tenant_id=selection.tenant, on_batch=on_batch):
             chosen = [e for e in batch if selection.wants(e)]
-            await _insert(conn, source, chosen)
+            await _insert(conn, source, chosen, sealed=selection.sealed)
             streams.update(e.originator_id for e in chosen)
         if selection.complete_streams:
             owners = streams | ({selection.tenant} if selection.tenant else set())
@@ -74,14 +83,16 @@ async def export(
                     for e in await source.read_stream(stream)
                     if selection.until is None or e.recorded_at < selection.until
                 ]
-                await _insert(conn, source, earlier)
-        complete = source.complete and selection == Selection(tenant=None)
+                await _insert(conn, source, earlier, sealed=selection.sealed)
+        whole = Selection(tenant=None, sealed=selection.sealed)
+        complete = source.complete and selection == whole
         conn.executemany(
             "INSERT INTO scloud_export (key, value) VALUES (?, ?)",
             [
                 ("format", FORMAT),
                 ("tenant", selection.tenant or "*"),
                 ("complete", "true" if complete else "false"),
+                ("sealed", "true" if selection.sealed else "false"),
             ],
         )
         conn.commit()
@@ -90,9 +101,11 @@ async def export(
     return _finish(partial, out, source, selection)
 
 
-def _prepare(out: Path) -> Path:
+def _prepare(out: Path, *, sealed: bool) -> Path:
     """The file to write the SQLite database to, in an empty or new ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    if sealed:
+        out.chmod(0o700)  # password hashes inside: the owner's eyes only
     existing = [name for name in FILES if (out / name).exists()]
     if existing:
         raise Usage(f"{out} already holds {', '.join(existing)}; choose an empty directory")
@@ -110,11 +123,23 @@ def _finish(partial: Path, out: Path, source: EventSource, selection: Selection)
 
 
 async def _insert(
-    conn: sqlite3.Connection, source: EventSource, events: list[RecordedEvent]
+    conn: sqlite3.Connection, source: EventSource, events: list[RecordedEvent], *, sealed: bool
 ) -> None:
     if not events:
         return
     previous = await source.previous_hashes([e.position for e in events])
+    states: dict[int, bytes] = {}
+    if not sealed:
+        hidden: list[tuple[int, str]] = []
+        for e in events:
+            redacted = redact(e.topic, e.state)
+            states[e.position] = redacted.state
+            if redacted.hidden:
+                hidden.append((e.position, ",".join(redacted.hidden)))
+        conn.executemany(
+            "INSERT OR IGNORE INTO scloud_redacted (notification_id, fields) VALUES (?, ?)",
+            hidden,
+        )
     conn.executemany(
         "INSERT OR IGNORE INTO scloud_events (originator_id, originator_version, topic, state, "
         "notification_id, event_id, tenant_id, metadata, chain_hash, recorded_at, "
@@ -124,7 +149,7 @@ async def _insert(
                 e.originator_id,
                 e.originator_version,
                 e.topic,
-                e.state,
+                states.get(e.position, e.state),
                 e.position,
                 _event_id(e),
                 e.tenant_id,
@@ -161,9 +186,10 @@ def _rows(database: Path) -> Iterable[tuple[Any, ...]]:
     conn = sqlite3.connect(database)
     try:
         yield from conn.execute(
-            "SELECT notification_id, originator_id, originator_version, topic, event_id, "
-            "tenant_id, recorded_at, state, metadata, chain_hash, previous_hash "
-            "FROM scloud_events ORDER BY notification_id"
+            "SELECT e.notification_id, originator_id, originator_version, topic, event_id, "
+            "tenant_id, recorded_at, state, metadata, chain_hash, previous_hash, r.fields "
+            "FROM scloud_events e LEFT JOIN scloud_redacted r USING (notification_id) "
+            "ORDER BY e.notification_id"
         )
     finally:
         conn.close()
@@ -186,6 +212,8 @@ def _write_jsonl(database: Path, target: Path) -> None:
                 "chain_hash": row[9].hex() if row[9] else None,
                 "previous_hash": row[10].hex() if row[10] else None,
             }
+            if row[11]:
+                line["redacted"] = row[11].split(",")
             out.write(encode(line) + b"\n")
 
 
@@ -202,6 +230,7 @@ def _manifest(
 ) -> dict[str, Any]:
     conn = sqlite3.connect(database)
     try:
+        redacted = conn.execute("SELECT count(*) FROM scloud_redacted").fetchone()[0]
         count, streams, first, last = conn.execute(
             "SELECT count(*), count(DISTINCT originator_id), min(notification_id), "
             "max(notification_id) FROM scloud_events"
@@ -231,6 +260,8 @@ def _manifest(
         "until": selection.until.isoformat() if selection.until else None,
         "complete_streams": selection.complete_streams,
         "complete": is_complete,
+        "sealed": selection.sealed,
+        "redacted_events": redacted,
         "events": count,
         "resources": streams,
         "first_position": first,

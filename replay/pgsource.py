@@ -52,6 +52,7 @@ async def connect_pool(database_url: str, *, read_only: bool) -> asyncpg.Pool:
 
 class PostgresSource:
     complete = True
+    redacted: frozenset[int] = frozenset()  # the store holds every byte as written
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool

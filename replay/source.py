@@ -30,6 +30,8 @@ class EventSource(Protocol):
     """Where the events come from, for messages (never a password)."""
     complete: bool
     """True when the source holds every event of the store, so the chain runs unbroken."""
+    redacted: frozenset[int]
+    """Positions whose secret fields an export redacted: their links cannot be checked."""
 
     async def head(self) -> int:
         """The highest position held (0 when empty)."""

@@ -36,6 +36,7 @@ CREATE TABLE scloud_events (
 );
 CREATE INDEX scloud_events_tenant ON scloud_events (tenant_id, notification_id);
 CREATE TABLE scloud_export (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE scloud_redacted (notification_id INTEGER PRIMARY KEY, fields TEXT NOT NULL);
 """
 
 _COLUMNS = (
@@ -58,6 +59,15 @@ def _recorded(row: Any) -> RecordedEvent:
     )
 
 
+def _redacted_positions(conn: sqlite3.Connection) -> frozenset[int]:
+    """Events an unsealed export redacted (exports older than redaction have no such table)."""
+    try:
+        rows = conn.execute("SELECT notification_id FROM scloud_redacted").fetchall()
+    except sqlite3.OperationalError:
+        return frozenset()
+    return frozenset(int(row[0]) for row in rows)
+
+
 class SqliteSource:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
@@ -66,6 +76,7 @@ class SqliteSource:
         meta = dict(conn.execute("SELECT key, value FROM scloud_export").fetchall())
         self.meta: dict[str, str] = {str(k): str(v) for k, v in meta.items()}
         self.complete = self.meta.get("complete") == "true"
+        self.redacted = _redacted_positions(conn)
 
     @classmethod
     def open(cls, path: Path) -> SqliteSource:

@@ -62,8 +62,13 @@ class DeliveryState(msgspec.Struct, kw_only=True):
     position: int
     """Every event of the tenant up to here is delivered or filtered out."""
     failures: int
+    """Consecutive failed attempts (0 once one succeeds)."""
+    failing_since: str | None = None
+    """The first of those failures; after ``SCLOUD_WEBHOOK_PAUSE_AFTER_HOURS`` it is paused."""
     next_attempt_at: str
     pending_delivery_id: str | None
+    backlog: int = 0
+    """The tenant's events after ``position`` (those the filters skip included)."""
 
 
 class WebhookView(msgspec.Struct, kw_only=True):
@@ -76,6 +81,8 @@ class WebhookView(msgspec.Struct, kw_only=True):
     """``active``, ``paused``, ``dead_lettered`` or ``deleted``."""
     allow_private: bool
     dead_letter_reason: str | None
+    pause_reason: str | None = None
+    """Set when the platform paused it because its target kept failing."""
     delivery: DeliveryState | None = None
 
 
@@ -167,14 +174,18 @@ async def list_webhooks(call: Call) -> web.Response:
 )
 async def get_webhook(call: Call) -> web.Response:
     document = await call.document(call.request.match_info["id"], "whk", "monitor:webhook:read")
-    cursor = await (await delivery_log(call)).cursor(call.platform.store.pool, document.resource_id)
+    log, pool = await delivery_log(call), call.platform.store.pool
+    cursor = await log.cursor(pool, document.resource_id)
     delivery: dict[str, Any] | None = None
     if cursor is not None:
+        since = cursor.failing_since
         delivery = {
             "position": cursor.position,
             "failures": cursor.failures,
+            "failing_since": since.isoformat() if since is not None and cursor.failures else None,
             "next_attempt_at": cursor.next_attempt_at.isoformat(),
             "pending_delivery_id": cursor.pending_delivery_id,
+            "backlog": await log.backlog_of(pool, str(document.tenant_id), cursor),
         }
     return json_response(
         {**document.view, "delivery": delivery}, headers={"ETag": f'"{document.version}"'}

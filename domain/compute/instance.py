@@ -17,6 +17,7 @@ from domain import clock
 from domain.aggregate import Aggregate
 from domain.compute.hot_plug import Ceiling, fits_live
 from domain.errors import InvalidState
+from domain.secrets import secret
 
 
 class ConsoleUnavailable(InvalidState):
@@ -97,6 +98,7 @@ password reset or a delete in flight finish first."""
 
 class Instance(Aggregate):
     id_prefix = "i"
+    secret_fields = secret(PasswordResetStarted=("password_hash",))
 
     # Class defaults: instances recorded before these existed load without them.
     migration: dict[str, Any] | None = None

@@ -10,10 +10,12 @@ from eventsourcing.domain import event
 from domain import clock
 from domain.aggregate import Aggregate
 from domain.errors import InvalidState
+from domain.secrets import secret
 
 
 class ApiKey(Aggregate):
     id_prefix = "key"
+    secret_fields = secret(Created=("secret_hash",))
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
 from domain.errors import Forbidden, InvalidState
+from domain.secrets import secret
 
 
 class WrongPassword(Forbidden):
@@ -22,6 +23,7 @@ class User(Aggregate):
     locked_until: datetime | None = None
     """Sign-ins are refused until then (too many wrong passwords). A class default: users
     folded from snapshots made before it existed are unlocked."""
+    secret_fields = secret(Created=("password_hash",), PasswordChanged=("password_hash",))
 
     def __init__(
         self,

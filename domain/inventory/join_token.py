@@ -17,6 +17,7 @@ from domain.aggregate import Aggregate
 from domain.errors import DomainError, InvalidState, ValidationFailed
 from domain.inventory.cluster import Cluster
 from domain.inventory.host import check_hostname
+from domain.secrets import secret
 
 MIN_TTL_SECONDS = 60
 MAX_TTL_SECONDS = 30 * 24 * 3600
@@ -52,6 +53,7 @@ class JoinTokenHostname(JoinRefused):
 
 class JoinToken(Aggregate):
     id_prefix = "jtk"
+    secret_fields = secret(Created=("secret_hash",))
 
     def __init__(
         self,

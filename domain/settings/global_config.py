@@ -21,6 +21,7 @@ from domain.errors import ValidationFailed
 from domain.inventory.host import check_hostname
 from domain.inventory.name_claim import check_name
 from domain.inventory.quota_defaults import check_quota_defaults, merged
+from domain.secrets import secret
 
 GLOBAL_CONFIG_ID = "cfg-" + "0" * 26
 MAIL_SECURITY = ("starttls", "tls", "none")
@@ -61,6 +62,9 @@ def _check_smtp_host(host: str) -> str:
 
 class GlobalConfig(Aggregate):
     id_prefix = "cfg"
+    secret_fields = secret(
+        Created=("smtp_password_secret",), MailSettingsChanged=("password_secret",)
+    )
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ state; the aggregate records only what people decide: target, filters, pauses, r
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from eventsourcing.domain import event
 
 from domain.aggregate import Aggregate
 from domain.errors import InvalidState, NotFound, ValidationFailed
+from domain.secrets import secret
 
 ACTIVE = "active"
 PAUSED = "paused"
@@ -92,6 +94,10 @@ def check_url(url: str) -> str:
 
 class Webhook(Aggregate):
     id_prefix = "whk"
+    # The salt and key id sign nothing alone, but with a leaked platform key they would.
+    secret_fields = secret(
+        Created=("secret_salt", "key_id"), SecretRotated=("secret_salt", "key_id")
+    )
 
     def __init__(
         self,
@@ -116,6 +122,9 @@ class Webhook(Aggregate):
         self.dead_letter_reason: str | None = None
         self.replays = 0
 
+    pause_reason: str | None = None
+    """Why the platform paused it (a target failing for hours); None when a person did."""
+
     def view(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -126,6 +135,7 @@ class Webhook(Aggregate):
             "status": self.status,
             "allow_private": self.allow_private,
             "dead_letter_reason": self.dead_letter_reason,
+            "pause_reason": self.pause_reason,
         }
 
     def _live(self) -> None:
@@ -174,6 +184,25 @@ class Webhook(Aggregate):
     def _resumed(self) -> None:
         self.status = ACTIVE
         self.dead_letter_reason = None
+        self.pause_reason = None
+
+    def pause_for_failures(
+        self, position: int, failures: int, failing_since: datetime, error: str
+    ) -> None:
+        """The platform's pause of a target that has failed for too long; resume continues."""
+        if self.status != ACTIVE:
+            raise InvalidState("only an active webhook can be paused", webhook_id=self.id)
+        self._paused_for_failures(position, failures, failing_since, error[:500])
+
+    @event("PausedForFailures")
+    def _paused_for_failures(
+        self, position: int, failures: int, failing_since: datetime, error: str
+    ) -> None:
+        self.status = PAUSED
+        self.pause_reason = (
+            f"failing since {failing_since.isoformat()} ({failures} attempts) "
+            f"at position {position}: {error}"
+        )
 
     def dead_letter(self, position: int, failures: int, error: str) -> None:
         if self.status != ACTIVE:

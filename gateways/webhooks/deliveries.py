@@ -68,7 +68,8 @@ class DeliveryLog:
                 next_attempt_at timestamptz NOT NULL DEFAULT now(),
                 pending_delivery_id text,
                 pending_position bigint,
-                updated_at timestamptz NOT NULL DEFAULT now()
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                failing_since timestamptz
             );
             CREATE TABLE IF NOT EXISTS {self.deliveries} (
                 delivery_id text PRIMARY KEY,
@@ -94,6 +95,14 @@ class DeliveryLog:
                         WHERE attrelid = '{self.deliveries}'::regclass
                         AND attname = 'next_attempt_at' AND NOT attisdropped) THEN
                     ALTER TABLE {self.deliveries} ADD COLUMN next_attempt_at timestamptz;
+                END IF;
+            END $$;
+            DO $$ BEGIN
+                -- Cursors made before webhooks were paused for failing hours.
+                IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                        WHERE attrelid = '{self.cursors}'::regclass
+                        AND attname = 'failing_since' AND NOT attisdropped) THEN
+                    ALTER TABLE {self.cursors} ADD COLUMN failing_since timestamptz;
                 END IF;
             END $$;
             CREATE INDEX IF NOT EXISTS webhook_deliveries_by_webhook
@@ -179,7 +188,8 @@ class DeliveryLog:
                     pending_position = CASE WHEN replay_seq < $2 THEN NULL
                         ELSE pending_position END,
                     replay_seq = greatest(replay_seq, $2), resume_seq = greatest(resume_seq, $4),
-                    failures = 0, next_attempt_at = now(), updated_at = now()
+                    failures = 0, failing_since = NULL, next_attempt_at = now(),
+                    updated_at = now()
                 WHERE webhook_id = $1 AND (replay_seq < $2 OR resume_seq < $4)
                 RETURNING {CURSOR_COLUMNS}""",
                 target.webhook_id,
@@ -223,6 +233,8 @@ class DeliveryLog:
                 f"""UPDATE {self.cursors} c SET
                     position = CASE WHEN $4 THEN $5 ELSE c.position END,
                     failures = CASE WHEN $4 THEN 0 ELSE c.failures + 1 END,
+                    failing_since = CASE WHEN $4 THEN NULL
+                        ELSE coalesce(c.failing_since, now()) END,
                     pending_delivery_id = CASE WHEN $4 THEN NULL ELSE $7 END,
                     pending_position = CASE WHEN $4 THEN NULL ELSE $5 END,
                     next_attempt_at = $6, updated_at = now()

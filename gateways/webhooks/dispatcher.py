@@ -23,6 +23,7 @@ import msgspec
 from domain.errors import DomainError
 from domain.ids import new_id
 from domain.metadata import Actor, CommandContext
+from domain.operations.operation import SUCCEEDED, Operation
 from domain.subscriptions.webhook import ACTIVE, Webhook, event_type, matches
 from gateways.bus import wire
 from gateways.eventstore.postgres import PostgresEventStore
@@ -83,6 +84,7 @@ class WebhookDispatcher:
         self._known: set[str] = set()
         self._seen = 0
         self._dead_lettered: set[tuple[str, int, int]] = set()
+        self._paused: set[tuple[str, str, int, int]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Hold the dispatcher lock, then deliver until ``stop`` is set."""
@@ -136,8 +138,12 @@ class WebhookDispatcher:
             self._known.add(webhook_id)
             if target.status != ACTIVE or webhook_id in self._tasks:
                 continue
-            if cursor.failures >= self.policy.max_failures:
+            limit = self.policy.max_failures
+            if limit is not None and cursor.failures >= limit:
                 await self._dead_letter(target, cursor)
+                continue
+            if self._failed_too_long(cursor, now):
+                await self._pause_failing(target, cursor)
                 continue
             if webhook_id not in self._dirty:
                 continue
@@ -287,9 +293,58 @@ class WebhookDispatcher:
             delivery,
             attempt,
             expected=earlier,
-            final=failures >= self.policy.max_failures,
+            final=failures >= (self.policy.max_failures or self.policy.redelivery_attempts),
             next_attempt_at=_now() + timedelta(seconds=self.policy.backoff(failures)),
         )
+
+    def _failed_too_long(self, cursor: Cursor, now: datetime) -> bool:
+        since = cursor.failing_since
+        allowed = timedelta(hours=self.policy.pause_after_hours)
+        return cursor.failures > 0 and since is not None and now - since >= allowed
+
+    async def _pause_failing(self, target: Target, cursor: Cursor) -> None:
+        """Pause a target that failed for hours: an event the tenant sees, an audit entry.
+
+        The cursor stays where it is, so a resume sends the event it stopped at, then the
+        rest in order; the owner hears of it on the tenant's own stream (SSE, NATS, any
+        other webhook), as ``Webhook.PausedForFailures``.
+        """
+        key = ("pause", target.webhook_id, cursor.replay_seq, cursor.resume_seq)
+        if key in self._paused or cursor.failing_since is None:
+            return
+        pool, pending = self.store.pool, cursor.pending_delivery_id
+        error = (await self.log.last_error(pool, pending) if pending else None) or "failed"
+        context = CommandContext(
+            actor=Actor.system("webhooks"),
+            tenant_id=target.tenant_id,
+            command_id="webhooks:pause:{}:{}:{}".format(*key[1:]),
+        )
+        while True:
+            try:
+                webhook = await self.repository.get(target.webhook_id, Webhook)
+                webhook.pause_for_failures(
+                    cursor.pending_position or cursor.position,
+                    cursor.failures,
+                    cursor.failing_since,
+                    error,
+                )
+                audit = Operation(
+                    action="monitor:webhook:pause",
+                    resource_id=webhook.id,
+                    tenant_id=target.tenant_id,
+                    actor_id=context.actor.id,
+                    request_id=None,
+                    source=None,
+                    status=SUCCEEDED,
+                    error_detail=webhook.pause_reason,
+                )
+                await self.repository.save(context, webhook, audit)
+            except ConcurrencyConflict:
+                continue  # the tenant changed it meanwhile: decide again
+            except DomainError:
+                pass  # paused or deleted meanwhile: nothing to record
+            break
+        self._paused.add(key)
 
     async def _dead_letter(self, target: Target, cursor: Cursor) -> None:
         """Stop delivering after too many failures in a row, as an event the tenant sees."""

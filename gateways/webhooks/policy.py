@@ -14,9 +14,13 @@ class DeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds for one attempt, connection to last byte."""
     backoff_initial: float = 1.0
     backoff_cap: float = 300.0
-    max_failures: int = 20
-    """Consecutive failed attempts after which the webhook is dead-lettered: with the
-    backoff above, 30 to 60 minutes after the first failure."""
+    max_failures: int | None = None
+    """Consecutive failed attempts after which the webhook is dead-lettered; None: only
+    ``pause_after_hours`` stops it."""
+    pause_after_hours: float = 24.0
+    """Hours a target may fail without a success before the webhook is paused."""
+    redelivery_attempts: int = 20
+    """Attempts of one manual redelivery before it is given up."""
     batch_size: int = 100
     """Events read per query while draining one webhook."""
     concurrency: int = 32
@@ -38,5 +42,9 @@ DEFAULT_POLICY = DeliveryPolicy()
 
 
 def configured(settings: Settings) -> DeliveryPolicy:
-    """The policy for these settings: the defaults, until ``Settings`` has webhook fields."""
-    return msgspec.structs.replace(DEFAULT_POLICY, loopback_only=settings.webhook_loopback_only)
+    """The policy for these settings: the defaults, and what ``Settings`` says."""
+    return msgspec.structs.replace(
+        DEFAULT_POLICY,
+        loopback_only=settings.webhook_loopback_only,
+        pause_after_hours=settings.webhook_pause_after_hours,
+    )

@@ -33,6 +33,15 @@ class DeliveryQueries:
         )
         return {row[0]: int(row[1]) for row in rows}
 
+    async def backlog_of(self, pool: asyncpg.Pool, tenant_id: str, cursor: Cursor) -> int:
+        """One webhook's backlog, as ``backlog`` counts it: its tenant's events after it."""
+        found = await pool.fetchval(
+            f"SELECT count(*) FROM {self.events} WHERE tenant_id = $1 AND notification_id > $2",
+            tenant_id,
+            cursor.position,
+        )
+        return int(found)
+
     async def cursor(self, pool: asyncpg.Pool, webhook_id: str) -> Cursor | None:
         return await self._log.cursor(pool, webhook_id)
 

@@ -22,6 +22,8 @@ class Cursor(msgspec.Struct, kw_only=True):
     pending_delivery_id: str | None
     """The delivery being retried, for the event at ``pending_position``."""
     pending_position: int | None
+    failing_since: datetime | None = None
+    """The first failed attempt since the last success (or resume): how long it has failed."""
 
 
 class Target(msgspec.Struct, kw_only=True):
@@ -70,7 +72,7 @@ DELIVERY_COLUMNS = (
 )
 CURSOR_COLUMNS = (
     "position, replay_seq, resume_seq, failures, next_attempt_at, pending_delivery_id, "
-    "pending_position"
+    "pending_position, failing_since"
 )
 
 
@@ -79,4 +81,9 @@ def cursor_of(row: Any, offset: int = 0) -> Cursor | None:
         return None
     fields = ("position", "replay_seq", "resume_seq", "failures", "next_attempt_at")
     values = {name: row[offset + i] for i, name in enumerate(fields)}
-    return Cursor(**values, pending_delivery_id=row[offset + 5], pending_position=row[offset + 6])
+    return Cursor(
+        **values,
+        pending_delivery_id=row[offset + 5],
+        pending_position=row[offset + 6],
+        failing_since=row[offset + 7],
+    )

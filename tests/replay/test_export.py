@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import stat
 from pathlib import Path
+from typing import Any
 
 from tests.replay.conftest import History, on, replay, replay_many
 
@@ -101,3 +103,52 @@ def test_an_altered_export_fails_verify_and_a_tenant_export_is_complete(
     assert cut.code == 0 and whole.code == 0, cut.err + whole.err
     assert json.loads(cut.out)["state"] == json.loads(whole.out)["state"]
     assert json.loads(whole.out)["state"]["usage"]["*"]["projects"] == 4
+
+
+def test_an_export_redacts_secrets_unless_an_auditor_asks_for_a_sealed_one(
+    history: History, tmp_path: Path
+) -> None:
+    plain, sealed = tmp_path / "plain", tmp_path / "sealed"
+    runs = replay_many(
+        ("export", "--tenant", history.tenant_id, "--out", plain, *on(history)),
+        ("export", "--tenant", history.tenant_id, "--sealed", "--out", sealed, *on(history)),
+    )
+    assert all(run.code == 0 for run in runs), [run.err for run in runs]
+
+    def lines(out: Path) -> dict[str, dict[str, Any]]:
+        rows = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+        return {f"{row['originator_id']}@{row['originator_version']}": row for row in rows}
+
+    kept, hidden = lines(sealed), lines(plain)
+    assert kept.keys() == hidden.keys()
+    secrets = {
+        json.loads(kept[f"{history.owner_id}@1"]["state"])["password_hash"],
+        json.loads(kept[f"{history.key_id}@1"]["state"])["secret_hash"],
+    }
+    assert any(s.startswith("$argon2") for s in secrets) and len(secrets) == 2
+    for name in ("events.jsonl", "events.sqlite", "manifest.json"):
+        written = (plain / name).read_bytes()
+        assert not [s for s in secrets if s.encode() in written], f"a secret is in {name}"
+    owner = hidden[f"{history.owner_id}@1"]
+    assert json.loads(owner["state"])["password_hash"] == "[redacted]"
+    assert owner["redacted"] == ["password_hash"]
+    assert "redacted" not in kept[f"{history.owner_id}@1"]
+
+    manifests = [json.loads((out / "manifest.json").read_text()) for out in (plain, sealed)]
+    assert [m["sealed"] for m in manifests] == [False, True]
+    assert manifests[0]["redacted_events"] >= 2 and manifests[1]["redacted_events"] == 0
+    assert stat.S_IMODE(sealed.stat().st_mode) == 0o700
+
+    checked_plain, checked_sealed = replay_many(
+        ("verify", "--sqlite", plain / "events.sqlite"),
+        ("verify", "--sqlite", sealed / "events.sqlite"),
+    )
+    assert checked_plain.code == checked_sealed.code == 0, checked_plain.out + checked_sealed.out
+    note = f"{manifests[0]['redacted_events']} events not checked: their secret fields were"
+    assert note in checked_plain.out
+    assert "hash chain intact" in checked_sealed.out and "not checked" not in checked_sealed.out
+    total = len(kept)
+    assert f"hash chain intact: {total} events" in checked_sealed.out
+    assert f"hash chain intact: {total - manifests[0]['redacted_events']} events" in (
+        checked_plain.out
+    )

@@ -25,11 +25,11 @@ EVERYTHING = 10**6
 
 @pytest.fixture(scope="module")
 async def exported(history: History, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A full copy of the history as ``export --all-tenants`` writes it."""
+    """A full copy of the history as ``export --all-tenants --sealed`` writes it."""
     out = tmp_path_factory.mktemp("contract") / "all"
     source = await PostgresSource.open(history.database_url, history.schema)
     try:
-        await export(source, Selection(tenant=None), out)
+        await export(source, Selection(tenant=None, sealed=True), out)
     finally:
         await source.close()
     return out / "events.sqlite"
@@ -121,3 +121,26 @@ async def test_both_sources_hold_the_same_bytes(history: History, exported: Path
     finally:
         await live.close()
         await copy.close()
+
+
+async def test_an_unsealed_copy_differs_only_where_it_says_it_redacted(
+    history: History, tmp_path: Path
+) -> None:
+    live = await PostgresSource.open(history.database_url, history.schema)
+    try:
+        await export(live, Selection(tenant=None), tmp_path / "plain")
+        copy = SqliteSource.open(tmp_path / "plain" / "events.sqlite")
+        try:
+            stored, written = (
+                await live.read_all(limit=EVERYTHING),
+                await copy.read_all(limit=EVERYTHING),
+            )
+            pairs = list(zip(stored, written, strict=True))
+            differ = {a.position for a, b in pairs if a != b}
+            assert differ and differ == copy.redacted
+            assert all(a.state != b.state for a, b in pairs if a.position in differ)
+            assert not live.redacted
+        finally:
+            await copy.close()
+    finally:
+        await live.close()

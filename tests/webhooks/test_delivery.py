@@ -8,6 +8,7 @@ and comes back; it then holds every event of its tenant exactly once (deduplicat
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from gateways.eventstore.records import RecordedEvent
 from tests.api.conftest import Api, Caller
+from tests.api.fixtures_world import audit_rows
 from tests.webhooks.conftest import documented_verifier, eventually, loopback_webhook
 from tests.webhooks.receiver import Receiver
 
@@ -217,3 +219,102 @@ async def test_redelivery_replay_pause_and_filters(api: Api, receivers: Any) -> 
     await api.settled(await owner.post("/v1/roles", json={"name": "r", "actions": ["a:b:c"]}))
     await eventually(lambda: len(receiver.acknowledged) == 8)
     assert receiver.acknowledged[7].headers["Scloud-Event-Type"] == "Role.Created"
+
+
+async def test_no_secret_reaches_a_webhook(api: Api, receivers: Any) -> None:
+    """A sub-account's argon2 hash and the webhook's own salt are redacted from the body."""
+    verify_signature = documented_verifier()
+    receiver: Receiver = await receivers()
+    owner = await api.tenant("redacted")
+    webhook_id, _ = await loopback_webhook(api, owner, receiver.url, ["User.*", "Webhook.*"])
+    user = await api.sub_account(owner, ["read-only"])
+    rotated = await api.settled(
+        await owner.post(f"/v1/webhooks/{webhook_id}/actions/rotate-secret")
+    )
+    secret = rotated["secret"]
+    hashed = json.loads((await api.platform.store.read_stream(user.user_id))[0].state)
+    rotation = json.loads((await api.platform.store.read_stream(webhook_id))[-1].state)
+    assert hashed["password_hash"].startswith("$argon2") and rotation["secret_salt"]
+
+    await eventually(
+        lambda: (
+            {"User.Created", "Webhook.SecretRotated"}
+            <= {r.headers["Scloud-Event-Type"] for r in receiver.acknowledged}
+        )
+    )
+    for received in receiver.requests:
+        assert hashed["password_hash"].encode() not in received.body
+        assert rotation["secret_salt"].encode() not in received.body
+    by_type = {r.headers["Scloud-Event-Type"]: r for r in receiver.acknowledged}
+    created = by_type["User.Created"].event
+    assert created["resource_id"] == user.user_id
+    assert created["data"]["password_hash"] == "[redacted]"
+    assert created["redacted"] == ["password_hash"]
+    rotated_event = by_type["Webhook.SecretRotated"]
+    assert rotated_event.event["redacted"] == ["key_id", "secret_salt"]
+    # The body is signed as sent, redacted: the receiver's check still holds.
+    assert verify_signature(secret, rotated_event.headers["Scloud-Signature"], rotated_event.body)
+
+
+@pytest.fixture
+def platform_overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings of this module's platform; a test may give its own (indirect parameter)."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.mark.webhook_policy(max_failures=None)
+@pytest.mark.parametrize(
+    "platform_overrides", [{"webhook_pause_after_hours": 0.6 / 3600}], indirect=True
+)
+async def test_a_target_that_keeps_failing_is_paused_and_resumes_where_it_stopped(
+    api: Api, receivers: Any
+) -> None:
+    """Failures, backlog and next attempt on the webhook; paused after the failing time."""
+    receiver: Receiver = await receivers()
+    receiver.answer = 503
+    owner = await api.tenant("failing")
+    webhook_id, _ = await loopback_webhook(api, owner, receiver.url)
+    for n in range(3):
+        await api.settled(await owner.post("/v1/projects", json={"name": f"waiting-{n}"}))
+
+    async def view() -> dict[str, Any]:
+        found: dict[str, Any] = await (await owner.get(f"/v1/webhooks/{webhook_id}")).json()
+        return found
+
+    await eventually(lambda: _is(_status(view()), "paused"))
+    paused = await view()
+    delivery = paused["delivery"]
+    assert delivery["failures"] >= 2 and delivery["failing_since"] is not None
+    assert delivery["next_attempt_at"] and delivery["backlog"] >= 4  # resume + 3 projects
+    assert "HTTP 503" in paused["pause_reason"] and "failing since" in paused["pause_reason"]
+    stream = await api.platform.store.read_stream(webhook_id)
+    assert stream[-1].topic.endswith(":Webhook.PausedForFailures")
+    assert stream[-1].tenant_id == owner.tenant_id  # on the owner's own stream
+    await api.wait_for(stream[-1].position)
+    audited = await audit_rows(owner, action="monitor:webhook:pause")
+    assert [(r["resource_id"], r["outcome"]) for r in audited] == [(webhook_id, "succeeded")]
+    attempts = len(receiver.requests)
+    await asyncio.sleep(0.5)
+    assert len(receiver.requests) == attempts  # nothing is sent while paused
+
+    log = await (await owner.get(f"/v1/webhooks/{webhook_id}/deliveries")).json()
+    stuck = log["items"][0]
+    receiver.answer = 204
+    await api.settled(await owner.post(f"/v1/webhooks/{webhook_id}/actions/resume"))
+    delivered = await _tenant_events(api, owner, stuck["position"] - 1)
+    await eventually(lambda: len(receiver.first_acknowledged()) >= len(delivered))
+    first = receiver.acknowledged[0]
+    assert first.headers["Scloud-Event-Id"] == stuck["event_id"]  # where it stopped
+    positions = [r.event["position"] for r in receiver.acknowledged]
+    assert positions == [e.position for e in delivered]  # then the rest, in order, once
+    assert "Webhook.PausedForFailures" in {
+        r.headers["Scloud-Event-Type"] for r in receiver.acknowledged
+    }
+    resumed = await view()
+    assert resumed["status"] == "active" and resumed["pause_reason"] is None
+    assert resumed["delivery"]["failures"] == 0 and resumed["delivery"]["failing_since"] is None
+    assert resumed["delivery"]["backlog"] == 0
+
+
+async def _status(view: Any) -> str:
+    return str((await view)["status"])

@@ -10,14 +10,19 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import nats
 import pytest
 from nats.js import JetStreamContext
 
+from domain.identity.user import User
+from domain.metadata import Actor, CommandContext
+from domain.secrets import REDACTED
 from gateways.bus import wire
 from gateways.bus.relay import EventRelay
 from gateways.bus.subjects import event_subject
 from gateways.eventstore.postgres import PostgresEventStore
+from gateways.eventstore.repository import Repository
 from tests.integration.history import write_history
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -147,3 +152,29 @@ async def test_messages_carry_subject_headers_and_payload(
     assert exported.resource_id == first.originator_id
     assert exported.metadata == first.envelope()
     assert bytes(exported.data) == first.state
+
+
+async def test_no_password_hash_reaches_the_stream(
+    store: PostgresEventStore, jetstream: tuple[JetStreamContext, str, str]
+) -> None:
+    """NATS subscribers get the event with its declared secret fields redacted."""
+    js, stream, prefix = jetstream
+    hashed = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$relay-test-hash"
+    user = User(email="a@b.example", password_hash=hashed, roles=["owner"], tenant_id="tnt-r")
+    user.change_password(hashed + "-new")
+    context = CommandContext(actor=Actor.system("test"), tenant_id="tnt-r")
+    await Repository(store).save(context, user)
+    relay = EventRelay(store, js, stream=stream, prefix=prefix)
+    await relay.ensure_stream()
+    await relay.run_once()
+    info = await js.stream_info(stream)
+    assert info.state.messages == 2
+    for seq, name in ((1, "Created"), (2, "PasswordChanged")):
+        message = await js.get_msg(stream, seq=seq)
+        assert message.data is not None and hashed.encode() not in message.data
+        exported = wire.decode(message.data)
+        assert exported.type == name and exported.redacted == ("password_hash",)
+        data = msgspec.json.decode(exported.data)
+        assert data["password_hash"] == REDACTED
+    stored = await store.read_stream(user.id)
+    assert hashed.encode() in stored[0].state  # the store itself keeps it
