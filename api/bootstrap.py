@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from api.app import build_app
 from api.services.compute import fleet_cache
 from api.services.deadlines import run_deadlines
+from api.services.denials import DenialRecorder
 from api.services.executor import CommandExecutor
 from api.services.outcomes import apply_outcome
 from api.services.renewals import Renewals, run_renewals
@@ -68,6 +69,13 @@ class Platform:
         self.executor = CommandExecutor(self.repository)
         self.host_health = HostHealthWatcher(self.js)
         self.documents = DocumentQueries(self.settings.schema)
+        self.denials = DenialRecorder(
+            self.repository,
+            self.documents,
+            per_source=self.settings.denials_per_source,
+            window=self.settings.denials_window_seconds,
+            linger=self.settings.denials_linger_seconds,
+        )
 
     async def hosts_for_placing(self) -> tuple[list[str], Mapping[str, HostHealth]]:
         """Every host's id and the health of those that beat, as placements read them."""
@@ -108,7 +116,12 @@ async def open_platform(
             for projection in platform.projections():
                 await ProjectionRunner(store, projection).setup()
             await platform.identity.catch_up(store)
-            yield platform
+            platform.denials.start()
+            try:
+                yield platform
+            finally:
+                # Before the store closes: a clean shutdown loses no denial.
+                await platform.denials.close()
         finally:
             await client.drain()
     finally:

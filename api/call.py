@@ -11,7 +11,9 @@ import msgspec
 from aiohttp import web
 
 from api.problems import REQUEST_ID
+from api.services.denials import Denial
 from api.services.executor import CommandFailed, Decision, Outcome
+from domain import clock
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
 from domain.metadata import Actor, ActorKind, CommandContext
@@ -110,16 +112,42 @@ class Call:
         return decide(self.me, action, tenant_id=tenant_id, project_id=project_id)
 
     async def audit_denial(
-        self, error: DomainError, resource_id: str | None = None, *, foreign: bool = False
+        self,
+        error: DomainError,
+        resource_id: str | None = None,
+        *,
+        foreign: bool = False,
+        owner: str | None = None,
     ) -> None:
-        """Record a denied attempt.
+        """Queue a denied attempt for the audit log; nothing is written while the caller waits.
 
-        ``foreign`` ones, aimed at another tenant's resource, are recorded for platform staff
-        only: the caller's own audit log must not tell such a resource from a missing one.
+        ``foreign`` ones, aimed at another tenant's resource, go to the log of the tenant
+        owning it (``owner`` when known, else found when the denial is appended): never to
+        the caller's, which must not tell such a resource from a missing one.
         """
-        tenant = self.principal.tenant_id if self.principal and not foreign else None
-        await self.platform.executor.deny(
-            self.context(tenant), self.endpoint.action or "auth", resource_id, self.source, error
+        principal = self.principal
+        if foreign:
+            tenant = owner
+        else:
+            tenant = principal.tenant_id if principal is not None else None
+        request_id = self.request[REQUEST_ID]
+        context = CommandContext(
+            actor=self.actor(),
+            tenant_id=tenant,
+            request_id=request_id,
+            correlation_id=self.request.headers.get("X-Correlation-Id") or request_id,
+            source=self.source,
+        )
+        self.platform.denials.record(
+            Denial(
+                context=context,
+                action=self.endpoint.action or "auth",
+                resource_id=resource_id,
+                code=error.code,
+                detail=error.detail,
+                at=clock.now(),
+                find_tenant=foreign and owner is None and resource_id is not None,
+            )
         )
 
     async def execute(
@@ -193,7 +221,9 @@ class Call:
         if reason is None and foreign:
             reason = "the platform's own resource"
         if reason is not None:
-            await self.audit_denial(DomainError(reason), resource_id, foreign=foreign)
+            await self.audit_denial(
+                DomainError(reason), resource_id, foreign=foreign, owner=found.tenant_id
+            )
             raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
         return found
 

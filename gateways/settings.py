@@ -61,6 +61,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """A host without a heartbeat this long is marked down and its instances evacuated."""
     billing_settle_seconds: float = 30.0
     """How often metered usage is rated and posted (whole hours only); 0 turns it off."""
+    denials_per_source: int = 60
+    """Denied requests (401, 403, another tenant's id) recorded one by one per source address
+    and window; beyond that they are counted, and the count is recorded when it ends."""
+    denials_window_seconds: float = 60.0
+    denials_linger_seconds: float = 0.25
+    """How long a denial waits for others to share its append to the store."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +111,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             billing_settle_seconds=float(
                 env.get("SCLOUD_BILLING_SETTLE_SECONDS", str(defaults.billing_settle_seconds))
+            ),
+            denials_per_source=int(
+                env.get("SCLOUD_DENIALS_PER_SOURCE", str(defaults.denials_per_source))
+            ),
+            denials_window_seconds=float(
+                env.get("SCLOUD_DENIALS_WINDOW_SECONDS", str(defaults.denials_window_seconds))
+            ),
+            denials_linger_seconds=float(
+                env.get("SCLOUD_DENIALS_LINGER_SECONDS", str(defaults.denials_linger_seconds))
             ),
             token_key=env.get("SCLOUD_TOKEN_KEY") or None,
             webhook_loopback_only=env.get("SCLOUD_WEBHOOK_LOOPBACK_ONLY", "0") not in ("", "0"),
