@@ -13,7 +13,6 @@ tenant aimed at. Closing the recorder appends whatever is still queued and count
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from domain.metadata import Actor, CommandContext
 from domain.operations.operation import DENIED, Operation
 from gateways.eventstore.records import AppendRequest, NewEvent
 from gateways.eventstore.repository import Repository
+from gateways.waiting import wait_any
 from projections.resources.queries import DocumentQueries
 
 log = logging.getLogger(__name__)
@@ -81,14 +81,14 @@ class DenialRecorder:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._stop = asyncio.Event()
 
     # -- the request side: no awaits, no I/O -------------------------------------------
 
     def record(self, denial: Denial) -> None:
         source = denial.context.source or NO_SOURCE
         now = time.monotonic()
-        if self._closing or len(self._queue) >= MAX_QUEUED:
+        if self._stop.is_set() or len(self._queue) >= MAX_QUEUED:
             self.budget.count(source, denial.target, now, denial.at)
         elif self.budget.admit(source, denial.target, now, denial.at):
             self._queue.append(denial)
@@ -103,8 +103,7 @@ class DenialRecorder:
 
     async def close(self) -> None:
         """Append everything queued and every count, ended windows or not."""
-        self._closing = True
-        self._arrived.set()
+        self._stop.set()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
@@ -122,21 +121,21 @@ class DenialRecorder:
         await self._idle.wait()
 
     async def _run(self) -> None:
-        while not self._closing:
-            # Counts still open are looked at every ``linger``: their windows end on time.
-            timeout = self.linger if self.budget.dropping else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout)
-            if self._closing:
+        while not self._stop.is_set():
+            # Open counts are looked at every ``linger``, so that their windows end on time.
+            idle = self.linger if self.budget.dropping else 60.0
+            await wait_any(self._arrived, self._stop, timeout=idle)
+            if self._stop.is_set():
                 return
             if self._queue and len(self._queue) < BATCH:
-                await asyncio.sleep(self.linger)  # let the burst that woke us join the batch
+                # Let the burst that woke us join the batch.
+                await wait_any(self._stop, timeout=self.linger)
             self._arrived.clear()
             try:
                 await self._flush()
             except Exception:  # the store is away: keep what is queued, try again later
                 log.warning("denials not recorded yet (%d queued)", len(self._queue), exc_info=True)
-                await asyncio.sleep(max(self.linger, 1.0))
+                await wait_any(self._stop, timeout=max(self.linger, 1.0))
                 self._arrived.set()
 
     async def _flush(self) -> None:
