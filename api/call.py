@@ -117,19 +117,20 @@ class Call:
         resource_id: str | None = None,
         *,
         foreign: bool = False,
-        owner: str | None = None,
+        tenant_id: str | None = None,
     ) -> None:
         """Queue a denied attempt for the audit log; nothing is written while the caller waits.
 
-        ``foreign`` ones, aimed at another tenant's resource, go to the log of the tenant
-        owning it (``owner`` when known, else found when the denial is appended): never to
-        the caller's, which must not tell such a resource from a missing one.
+        ``tenant_id`` names the tenant aimed at, when it is not the caller's: the owner of a
+        ``foreign`` resource (found when the denial is appended if not given), or the tenant
+        of a failed sign-in. A foreign one goes to that tenant's log, never to the caller's,
+        which must not tell such a resource from a missing one.
         """
         principal = self.principal
-        if foreign:
-            tenant = owner
+        if foreign or principal is None:
+            tenant = tenant_id
         else:
-            tenant = principal.tenant_id if principal is not None else None
+            tenant = principal.tenant_id
         request_id = self.request[REQUEST_ID]
         context = CommandContext(
             actor=self.actor(),
@@ -146,7 +147,7 @@ class Call:
                 code=error.code,
                 detail=error.detail,
                 at=clock.now(),
-                find_tenant=foreign and owner is None and resource_id is not None,
+                find_tenant=foreign and tenant_id is None and resource_id is not None,
             )
         )
 
@@ -222,7 +223,7 @@ class Call:
             reason = "the platform's own resource"
         if reason is not None:
             await self.audit_denial(
-                DomainError(reason), resource_id, foreign=foreign, owner=found.tenant_id
+                DomainError(reason), resource_id, foreign=foreign, tenant_id=found.tenant_id
             )
             raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
         return found
