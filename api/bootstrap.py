@@ -19,6 +19,7 @@ from api.server import ApiRunner
 from api.services.backpressure import BuildBackpressure, BuildLimits, TenantRateLimit
 from api.services.compute import fleet_cache
 from api.services.deadlines import run_deadlines
+from api.services.denials import DenialRecorder
 from api.services.executor import CommandExecutor
 from api.services.notices import NoticeSender
 from api.services.outcomes import apply_outcome
@@ -84,6 +85,13 @@ class Platform:
             ),
         )
         self.tenant_rate = TenantRateLimit(settings.tenant_requests_per_second)
+        self.denials = DenialRecorder(
+            self.repository,
+            self.documents,
+            per_source=self.settings.denials_per_source,
+            window=self.settings.denials_window_seconds,
+            linger=self.settings.denials_linger_seconds,
+        )
 
     async def hosts_for_placing(self) -> tuple[list[str], Mapping[str, HostHealth]]:
         """Every host's id and the health of those that beat, as placements read them."""
@@ -124,7 +132,12 @@ async def open_platform(
             for projection in platform.projections():
                 await ProjectionRunner(store, projection).setup()
             await platform.identity.catch_up(store)
-            yield platform
+            platform.denials.start()
+            try:
+                yield platform
+            finally:
+                # Before the store closes: a clean shutdown loses no denial.
+                await platform.denials.close()
         finally:
             await client.drain()
     finally:

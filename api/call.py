@@ -10,8 +10,10 @@ import msgspec
 from aiohttp import web
 
 from api.problems import REQUEST_ID
+from api.services.denials import Denial
 from api.services.executor import CommandFailed, Decision, Outcome
 from api.times import AS_OF, parse_time
+from domain import clock
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
 from domain.identity.project_scope import outside_projects
@@ -118,15 +120,36 @@ class Call:
         foreign: bool = False,
         tenant_id: str | None = None,
     ) -> None:
-        """Record a denied attempt.
+        """Queue a denied attempt for the audit log; nothing is written while the caller waits.
 
-        ``foreign`` ones, aimed at another tenant's resource, are recorded for platform staff
-        only: the caller's own audit log must not tell such a resource from a missing one.
-        ``tenant_id`` names the tenant aimed at when there is no caller (a failed sign-in).
+        ``tenant_id`` names the tenant aimed at, when it is not the caller's: the owner of a
+        ``foreign`` resource (found when the denial is appended if not given), or the tenant
+        of a failed sign-in. A foreign one goes to that tenant's log, never to the caller's,
+        which must not tell such a resource from a missing one.
         """
-        tenant = self.principal.tenant_id if self.principal and not foreign else tenant_id
-        await self.platform.executor.deny(
-            self.context(tenant), self.endpoint.action or "auth", resource_id, self.source, error
+        principal = self.principal
+        if foreign or principal is None:
+            tenant = tenant_id
+        else:
+            tenant = principal.tenant_id
+        request_id = self.request[REQUEST_ID]
+        context = CommandContext(
+            actor=self.actor(),
+            tenant_id=tenant,
+            request_id=request_id,
+            correlation_id=self.request.headers.get("X-Correlation-Id") or request_id,
+            source=self.source,
+        )
+        self.platform.denials.record(
+            Denial(
+                context=context,
+                action=self.endpoint.action or "auth",
+                resource_id=resource_id,
+                code=error.code,
+                detail=error.detail,
+                at=clock.now(),
+                find_tenant=foreign and tenant_id is None and resource_id is not None,
+            )
         )
 
     async def execute(
@@ -206,7 +229,9 @@ class Call:
         if reason is None and foreign:
             reason = "the platform's own resource"
         if reason is not None:
-            await self.audit_denial(DomainError(reason), resource_id, foreign=foreign)
+            await self.audit_denial(
+                DomainError(reason), resource_id, foreign=foreign, tenant_id=found.tenant_id
+            )
             raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
         return found
 

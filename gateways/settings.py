@@ -83,6 +83,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     the starter image, flavors, a price book and a demo tenant)."""
     starter_image_dir: Path = STARTER_DIR
     """Where the starter image is built (by ``make install``) and found."""
+    denials_per_source: Annotated[int, msgspec.Meta(ge=0)] = 60
+    """Denied requests (401, 403, another tenant's id) recorded one by one per source address
+    and window; beyond that they are counted, and the count is recorded when it ends."""
+    denials_window_seconds: Positive = 60.0
+    denials_linger_seconds: NonNegative = 0.25
+    """How long a denial waits for others to share its append to the store."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

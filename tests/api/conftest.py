@@ -110,6 +110,8 @@ class Api:
     async def wait_for(self, position: int) -> None:
         from projections.runner import wait_for_position
 
+        # Denials are appended after their answer: what was denied so far is written first.
+        await self.platform.denials.drained()
         for name in ("resource_documents", "audit_log"):
             assert await wait_for_position(
                 self.platform.store.pool, self.platform.settings.schema, name, position, 10

@@ -438,7 +438,22 @@ async def documents_of(api: Api, tenant_id: str) -> dict[str, tuple[int, str]]:
 
 async def settle(api: Api) -> None:
     """Wait until the read models include everything written so far."""
+    await api.platform.denials.drained()
     await api.wait_for(await api.platform.store.last_position())
+
+
+async def logged(
+    caller: Caller, request_ids: set[str], timeout: float = 10.0, **filters: str
+) -> dict[str, dict[str, Any]]:
+    """The caller's audit entries by request id, once every one of ``request_ids`` is there
+    (or ``timeout`` passed): denials reach the log after their answer, so poll for them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        rows = {r["request_id"]: r for r in await audit_rows(caller, **filters)}
+        if request_ids <= set(rows) or loop.time() > deadline:
+            return rows
+        await asyncio.sleep(0.05)
 
 
 async def audit_rows(caller: Caller, **filters: str) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from tests.api.conftest import Api, Caller
 from tests.api.fixtures_world import (
     audit_rows,
     cheap_passwords,  # noqa: F401 (autouse fixture)
+    logged,
     settle,
     tenant_of,
 )
@@ -43,6 +44,8 @@ async def busy_tenant(api: Api) -> tuple[Caller, Caller, str]:
     assert failed.status == 422
     denied = await post(viewer, "/v1/projects", {"name": "three"}, "a-denial")
     assert denied.status == 403
+    # A denial reaches the log after its answer: wait for it.
+    assert "a-denial" in await logged(owner, {"a-denial"}, outcome="denied")
     await settle(api)
     return owner, colleague, project
 
@@ -175,8 +178,7 @@ async def test_the_request_id_reaches_the_audit_log_and_every_event(api: Api) ->
     assert anonymous.status == 401
     minted = await owner.get("/v1/projects")
     assert minted.headers["X-Request-Id"].startswith("req-")
-    await settle(api)
-    denied = by_request(await audit_rows(api.admin, outcome="denied"))
+    denied = await logged(api.admin, {"trace-anon"}, outcome="denied")
     assert denied["trace-anon"]["actor_id"] == "anonymous"
     assert [
         e.envelope().request_id

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from api.app import endpoints
 from api.routing import Endpoint
 from domain.identity.permissions import TENANT_ROLES
@@ -32,11 +34,19 @@ from tests.api.fixtures_world import (
     create,
     documents_of,
     kinds_in_use,
+    logged,
     sample_body,
     settle,
     tenant_of,
     unique,
 )
+
+
+@pytest.fixture
+def platform_overrides() -> dict[str, Any]:
+    """Every one of the hundreds of denials below is recorded one by one."""
+    return {"denials_per_source": 100_000}
+
 
 _PARAM = re.compile(r"{(\w+)}")
 """Path parameters besides ``{id}``: given values that name nothing."""
@@ -159,16 +169,34 @@ async def aim_by_id(world: World, endpoint: Endpoint, name: str, n: int) -> Atte
     return attempt
 
 
-async def check_audit(api: Api, world: World, owner: Caller, attempts: list[Attempt]) -> None:
-    """Each attempt denied in the admin's log; A's own log the same as for a missing id."""
-    await settle(api)
-    denied = {row["request_id"] for row in await audit_rows(api.admin, outcome="denied")}
+async def check_audit(
+    api: Api, world: World, owner: Caller, victim: Caller, attempts: list[Attempt]
+) -> None:
+    """Each attempt denied in the admin's log; A's own log the same as for a missing id;
+    each attempt on B's object that answered 404 in B's log, which thus sees the probe."""
+    wanted = {a.request_id for a in attempts}
+    # Denials reach the log after their answer: poll (bounded) until they are all there.
+    denied = set(await logged(api.admin, wanted, outcome="denied"))
     missing = [
         f"{a.caller}: {a.endpoint.method} {a.endpoint.path}"
         for a in attempts
         if a.request_id not in denied
     ]
     assert not missing, f"denied attempts absent from the admin's audit log: {missing}"
+    probes = {a.request_id: a for a in attempts if a.status == 404}
+    assert probes, "no attempt answered 404: the victim's log check would prove nothing"
+    seen = await logged(victim, set(probes), outcome="denied")
+    unseen = [
+        f"{a.caller}: {a.endpoint.method} {a.endpoint.path}"
+        for a in probes.values()
+        if a.request_id not in seen
+    ]
+    assert not unseen, f"probes of B's objects absent from B's own audit log: {unseen}"
+    for request_id, attempt in probes.items():
+        row = seen[request_id]
+        assert row["tenant_id"] == tenant_of(victim) and row["resource_id"] == attempt.real
+        assert row["actor_id"] == world.callers[attempt.caller].user_id
+    await settle(api)
     own: dict[str, list[dict[str, Any]]] = {}
     for row in await audit_rows(owner):
         own.setdefault(row["request_id"] or "", []).append(row)
@@ -232,14 +260,24 @@ async def test_no_endpoint_lets_a_tenant_reach_another_tenants_objects(api: Api)
             )
         )
     assert attempts, "no endpoint names an object: nothing was tried"
-    await check_audit(api, world, attacker, attempts)
+    await check_audit(api, world, attacker, victim, attempts)
 
     mutations = [e for e in table if e.mutation and e.kind is None and "{" not in e.path]
     mutations.sort(key=lambda e: e.path.startswith("/v1/me"))  # self-service ends sessions
     await asyncio.gather(*(mutate_without_ids(world, name, mutations) for name in world.callers))
 
     await settle(api)
-    assert await documents_of(api, victim_id) == before, "tenant A changed tenant B"
+    after = await documents_of(api, victim_id)
+    # B's log has gained the record of each probe (a denied operation of B's): nothing else.
+    probes = {
+        resource_id
+        for resource_id, (_, view) in after.items()
+        if resource_id not in before
+        and resource_id.startswith("op-")
+        and json.loads(view).get("status") == "denied"
+    }
+    assert probes, "B's documents gained no record of the probes"
+    assert {k: v for k, v in after.items() if k not in probes} == before, "tenant A changed B"
 
 
 async def test_ids_of_another_tenant_in_a_body_are_refused_like_missing_ones(api: Api) -> None:
