@@ -199,7 +199,12 @@ async def make_image(host: Host, command: HostCommand) -> ImageFile:
     if order is None:
         raise StorageError(f"{command.action} needs an image order")
     if command.action == Action.IMPORT_IMAGE:
-        source = ImageSource(url=order.url, path=order.path, format=order.source_format)
+        source = ImageSource(
+            url=order.url,
+            path=order.path,
+            format=order.source_format,
+            public_only=order.public_only,
+        )
         return await host.storage.import_image(
             order.image_id, source=source, pool=order.pool_location
         )

@@ -13,11 +13,9 @@ from api.routing import Router
 from api.services import compute, images
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork, other_tenants
-from domain.compute.image import Image, ImageSourceInvalid, ImageSourceNotPublic
+from domain.compute.image import Image
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.inventory.image_pool import ImagePool
-from domain.subscriptions.webhook import WebhookTargetNotPublic, WebhookTargetUnresolvable
-from gateways.webhooks.targets import check_target
 
 router = Router()
 
@@ -177,21 +175,9 @@ async def register_image(call: Call) -> web.Response:
 
 async def _import(call: Call, body: ImportImage, tenant_id: str | None) -> web.Response:
     staff = tenant_id is None
-    if body.source.url is not None:
-        images.check_source_url(body.source.url)
-        try:
-            # A tenant's URL must point at a public address: hosts are not a way inside.
-            await check_target(body.source.url, allow_private=staff)
-        except WebhookTargetNotPublic as refused:
-            address = refused.context.get("address")
-            raise ImageSourceNotPublic(
-                f"the URL's host resolves to {address}, not a public address: tenants "
-                "import images from public addresses only",
-                field="source.url",
-                address=str(address),
-            ) from None
-        except WebhookTargetUnresolvable as refused:
-            raise ImageSourceInvalid(refused.detail, field="source.url") from None
+    if body.source.url is not None and not staff:
+        # A tenant's URL must point at a public address: hosts are not a way inside.
+        await images.check_public_source(images.check_source_url(body.source.url))
     platform = call.platform
     hosts, health = await platform.hosts_for_placing()
 

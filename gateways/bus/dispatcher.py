@@ -286,6 +286,7 @@ class HostCommandDispatcher:
                 url=source.get("url"),
                 path=source.get("path"),
                 source_format=source.get("format"),
+                public_only=not image.public,
             ),
         )
 

@@ -103,6 +103,8 @@ class ImageOrder(msgspec.Struct, frozen=True, kw_only=True):
     source_format: str | None = None
     """What the source is (``qemu-img -f``); None: probed. A source with a backing file or an
     external data file is refused either way (it would copy host files into the image)."""
+    public_only: bool = True
+    """A tenant's URL: the host connects to public addresses only. False for staff's."""
 
 
 class ImageReport(msgspec.Struct, frozen=True, kw_only=True):

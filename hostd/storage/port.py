@@ -30,6 +30,10 @@ class ImageSource(msgspec.Struct, frozen=True, kw_only=True):
     path: str | None = None
     format: str | None = None
     """``qemu-img -f``; None lets qemu-img probe."""
+    public_only: bool = True
+    """The URL is a tenant's: every connection goes to public addresses only (checked at
+    each connection, so a name rebound to 127.0.0.1 after the API's check is refused too).
+    False only for staff imports, which may come from the operator's own network."""
 
 
 class ImageFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +48,18 @@ class ImageFile(msgspec.Struct, frozen=True, kw_only=True):
 
 class StorageError(Exception):
     """The disk could not be made or removed; the message is the cause in the outcome."""
+
+
+class ImageFetchFailed(StorageError):
+    """An import's source could not be fetched or read: a stable code and a short cause.
+
+    The message is all a tenant ever sees of it (the image's ``error``): never the source's
+    answer, a host path or a tool's output, which could show what an internal service said.
+    """
+
+    def __init__(self, code: str, cause: str) -> None:
+        super().__init__(f"{code}: {cause}")
+        self.code = code
 
 
 class StorageDriver(Protocol):

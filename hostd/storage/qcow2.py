@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
+from aiohttp.abc import AbstractResolver
 
-from hostd.storage.port import ImageFile, ImageSource, RootDisk, StorageError
+from hostd.storage.fetch import download
+from hostd.storage.port import ImageFetchFailed, ImageFile, ImageSource, RootDisk, StorageError
 
+log = logging.getLogger(__name__)
 GIB = 1024**3
 SOURCE_FORMATS = frozenset({"qcow2", "raw"})
 """Only these: a vmdk descriptor (and others) can name host files as its extents."""
@@ -36,11 +38,19 @@ class _Info(msgspec.Struct, rename="kebab"):
 
 class Qcow2Storage:
     def __init__(
-        self, state_dir: Path, *, qemu_img: str = "qemu-img", max_download: int = MAX_DOWNLOAD
+        self,
+        state_dir: Path,
+        *,
+        qemu_img: str = "qemu-img",
+        max_download: int = MAX_DOWNLOAD,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.disks = state_dir / "disks"
         self.qemu_img = qemu_img
         self.max_download = max_download
+        self.resolver = resolver
+        """Answers host names for imports (None: the system's); tenants' URLs are judged
+        public-only on top of whatever it answers."""
 
     def path(self, instance_id: str) -> Path:
         if not _SAFE_NAME.match(instance_id) or ".." in instance_id:
@@ -136,16 +146,22 @@ class Qcow2Storage:
         if source.format is not None and source.format not in SOURCE_FORMATS:
             raise StorageError(f"cannot import images of format {source.format!r}")
         final.parent.mkdir(parents=True, exist_ok=True)
-        download = final.with_name(f"{final.name}.download")
+        partial_download = final.with_name(f"{final.name}.download")
         try:
             if source.url is not None:
-                await self._download(source.url, download)
-                origin = download
+                await download(
+                    source.url,
+                    partial_download,
+                    public_only=source.public_only,
+                    max_bytes=self.max_download,
+                    resolver=self.resolver,
+                )
+                origin = partial_download
             else:
                 origin = self._incoming(pool, source.path or "")
             await self._convert(origin, source.format, final)
         finally:
-            download.unlink(missing_ok=True)
+            partial_download.unlink(missing_ok=True)
         return await self._image_file(final)
 
     async def export_image(self, instance_id: str, *, image_id: str, pool: str) -> ImageFile:
@@ -180,28 +196,6 @@ class Qcow2Storage:
             raise StorageError(f"{path} is not a file on this host")
         return real
 
-    async def _download(self, url: str, into: Path) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise StorageError(f"{url!r}: only http:// and https:// URLs are imported")
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
-        written = 0
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(url, allow_redirects=False) as response,
-            ):
-                if response.status != 200:
-                    raise StorageError(f"GET {url}: HTTP {response.status}")
-                with into.open("wb") as file:
-                    async for chunk in response.content.iter_chunked(1 << 20):
-                        written += len(chunk)
-                        if written > self.max_download:
-                            raise StorageError(f"{url} is larger than {self.max_download} bytes")
-                        await asyncio.to_thread(file.write, chunk)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise StorageError(f"GET {url}: {error or type(error).__name__}") from error
-
     async def _convert(self, origin: Path, source_format: str | None, final: Path) -> None:
         """Check what the source really is, then write it as a standalone qcow2 file."""
         args = ["info", "--output=json"]
@@ -209,17 +203,35 @@ class Qcow2Storage:
             args += ["-f", source_format]
         try:
             info = json.loads(await self._run(*args, str(origin)))
-        except ValueError as error:
-            raise StorageError(f"qemu-img info: {error}") from error
+        except (StorageError, ValueError) as error:
+            # qemu-img's words name host paths and may quote the file: the log keeps them.
+            log.info("qemu-img info %s: %s", origin, error)
+            expected = f"a {source_format} image" if source_format else "a disk image"
+            raise ImageFetchFailed(
+                "image_source_unreadable", f"the source is not {expected}"
+            ) from None
         found = info.get("format")
         if found not in SOURCE_FORMATS:
-            raise StorageError(f"the source is {found!r}, not an image format that is imported")
+            raise ImageFetchFailed(
+                "image_source_format", f"the source is {str(found)[:20]!r}, not qcow2 or raw"
+            )
         data = (info.get("format-specific") or {}).get("data") or {}
         if info.get("backing-filename") or info.get("full-backing-filename"):
-            raise StorageError("the source has a backing file; import a standalone image")
+            raise ImageFetchFailed(
+                "image_source_format", "the source has a backing file; import a standalone image"
+            )
         if data.get("data-file"):
-            raise StorageError("the source has an external data file; import a standalone image")
-        await self._write_qcow2(origin, str(found), final)
+            raise ImageFetchFailed(
+                "image_source_format",
+                "the source has an external data file; import a standalone image",
+            )
+        try:
+            await self._write_qcow2(origin, str(found), final)
+        except StorageError as error:
+            log.info("qemu-img convert %s: %s", origin, error)
+            raise ImageFetchFailed(
+                "image_source_unreadable", "the image could not be converted"
+            ) from None
 
     async def _write_qcow2(self, origin: Path, source_format: str, final: Path) -> None:
         partial = final.with_name(f"{final.name}.part")

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from hostd.storage.port import ImageFile, ImageSource, RootDisk, StorageError
+from gateways.public_addresses import literal, refusal
+from hostd.storage.port import ImageFetchFailed, ImageFile, ImageSource, RootDisk, StorageError
 
 GIB = 1024**3
 
@@ -73,7 +74,11 @@ class SimulatedStorage:
         if source.url is not None:
             parts = urlsplit(source.url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise StorageError(f"{source.url!r}: only http:// and https:// URLs are imported")
+                raise ImageFetchFailed("image_source_invalid", "only http:// and https:// URLs")
+            address = literal(parts.hostname)
+            reason = None if address is None else refusal(address)
+            if source.public_only and reason is not None:
+                raise ImageFetchFailed("image_source_not_public", f"the address is {reason}")
         else:
             path = PurePosixPath(source.path or "")
             incoming = PurePosixPath(pool) / "incoming"

@@ -194,7 +194,7 @@ both = pytest.mark.parametrize("importer", ["qcow2", "simulated"], indirect=True
 async def test_an_image_is_imported_from_a_url_once(
     importer: StorageDriver, pool: Path, served: str
 ) -> None:
-    source = ImageSource(url=f"{served}/disk.raw", format="raw")
+    source = ImageSource(url=f"{served}/disk.raw", format="raw", public_only=False)
     made = await importer.import_image("img-one", source=source, pool=str(pool))
     assert made.location == str(pool / "img-one.qcow2")
     assert made.format == "qcow2" and made.size_bytes > 0
@@ -219,6 +219,8 @@ async def test_an_image_is_imported_from_the_incoming_directory(
     [
         ImageSource(url="file:///etc/passwd"),
         ImageSource(url="ftp://127.0.0.1/disk.raw"),
+        ImageSource(url="http://127.0.0.1:9/disk.raw"),
+        ImageSource(url="http://[::ffff:169.254.169.254]/latest/meta-data"),
         ImageSource(path="/etc/passwd"),
         ImageSource(path="{pool}/incoming/../../etc/passwd"),
         ImageSource(),
@@ -254,16 +256,18 @@ async def test_qcow2_converts_a_downloaded_image_to_a_standalone_qcow2(
 ) -> None:
     storage = Qcow2Storage(tmp_path / "state")
     made = await storage.import_image(
-        "img-five", source=ImageSource(url=f"{served}/disk.raw"), pool=str(pool)
+        "img-five", source=ImageSource(url=f"{served}/disk.raw", public_only=False), pool=str(pool)
     )
     info = _qemu_info(made.location)
     assert info["format"] == "qcow2" and "backing-filename" not in info
     assert info["virtual-size"] == 2 * 1024**2 == made.virtual_size_bytes
     assert (made.size_bytes, made.sha256) == _measured(made.location)
     assert _listing(pool) == ["img-five.qcow2", "incoming"]
-    with pytest.raises(StorageError, match="HTTP 404"):
+    with pytest.raises(StorageError, match=r"^image_source_http_error: HTTP 404$"):
         await storage.import_image(
-            "img-six", source=ImageSource(url=f"{served}/absent.raw"), pool=str(pool)
+            "img-six",
+            source=ImageSource(url=f"{served}/absent.raw", public_only=False),
+            pool=str(pool),
         )
     assert _listing(pool) == ["img-five.qcow2", "incoming"]
 
@@ -297,8 +301,8 @@ async def test_qcow2_refuses_a_source_with_a_backing_file(
     """A qcow2 backed by a host file would copy that file into the tenant's image."""
     storage = Qcow2Storage(tmp_path / "state")
     for source in (
-        ImageSource(url=f"{served}/{sneaky.name}"),
-        ImageSource(url=f"{served}/{sneaky.name}", format="qcow2"),
+        ImageSource(url=f"{served}/{sneaky.name}", public_only=False),
+        ImageSource(url=f"{served}/{sneaky.name}", format="qcow2", public_only=False),
         ImageSource(path=str(sneaky)),
     ):
         with pytest.raises(StorageError, match="backing file"):
