@@ -153,7 +153,7 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
         errors.add(404)
     if endpoint.query is not None:
         errors.add(422)
-    if endpoint.body is not None:
+    if endpoint.body is not None or endpoint.upload is not None:
         errors |= {413, 415, 422}
     if endpoint.mutation:
         errors |= {409, 422}  # Idempotency-Key still running / reused; conflicts
@@ -184,6 +184,11 @@ def _operation(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, A
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": schema_of(endpoint.body)}},
+        }
+    if endpoint.upload is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {endpoint.upload: {"schema": {"type": "string", "format": "binary"}}},
         }
     responses: dict[str, Any] = {str(endpoint.status): _success(endpoint, endpoints)}
     for status in error_statuses(endpoint):

@@ -61,6 +61,8 @@ class Endpoint:
     tags: tuple[str, ...] = ()
     media_type: str = "application/json"
     """What a successful answer carries."""
+    upload: str | None = None
+    """The media type of a body the handler streams itself (never decoded here)."""
 
     @property
     def mutation(self) -> bool:
@@ -86,6 +88,7 @@ class Router:
         kind: str | None = None,
         tags: tuple[str, ...] = (),
         media_type: str = "application/json",
+        upload: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -103,6 +106,7 @@ class Router:
                     kind,
                     tags,
                     media_type,
+                    upload,
                 )
             )
             return handler

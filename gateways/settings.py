@@ -51,6 +51,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where a migration goes: the target host's libvirtd, ``{hostname}`` filled in."""
     host_state_dir: Path | None = None
     """Where ``scloud hostd`` keeps disks and serial logs; None: ``state_dir``/host."""
+    host_image_pools: tuple[Path, ...] = (Path("/var/lib/scloud/images"),)
+    """The image pool directories on this hypervisor (``SCLOUD_HOST_IMAGE_POOLS``, separated
+    by ``:``), besides ``<host state dir>/images``: the host reads images and kernels from
+    them and writes imports into them only, whatever a step names."""
     host_observe_seconds: float = 30.0
     """How often a host reports its observed instances."""
     host_down_after_seconds: float = 30.0
@@ -91,6 +95,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             host_state_dir=Path(env["SCLOUD_HOST_STATE_DIR"])
             if env.get("SCLOUD_HOST_STATE_DIR")
             else None,
+            host_image_pools=tuple(Path(p) for p in env["SCLOUD_HOST_IMAGE_POOLS"].split(":") if p)
+            if "SCLOUD_HOST_IMAGE_POOLS" in env
+            else defaults.host_image_pools,
             host_observe_seconds=float(
                 env.get("SCLOUD_HOST_OBSERVE_SECONDS", str(defaults.host_observe_seconds))
             ),

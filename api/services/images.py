@@ -22,6 +22,7 @@ from domain import clock
 from domain.compute.image import (
     IMPORTING,
     INCOMING,
+    UPLOADING,
     Image,
     ImagePathImportForbidden,
     ImageSourceInvalid,
@@ -180,6 +181,21 @@ async def import_image(
     return Decided(resource_id=image.id)
 
 
+async def receive_upload(
+    unit: UnitOfWork,
+    image_id: str,
+    size_bytes: int,
+    sha256: str,
+    host_ids: Sequence[str],
+    health: Mapping[str, Health],
+) -> Decided:
+    """The staged upload goes to one healthy host of the pool's region, to convert it."""
+    image = await unit.get(image_id, Image)
+    host = await importing_host(unit, image.region_id, host_ids, health)
+    image.upload_received(size_bytes, sha256, host.id, new_id("stp"))
+    return Decided(resource_id=image.id)
+
+
 async def export_image(unit: UnitOfWork, instance: Instance, name: str) -> Decided:
     """A stopped instance's disk, flattened on its host, as a private image of its tenant.
 
@@ -266,9 +282,9 @@ async def image_reported(executor: CommandExecutor, outcome: HostOutcome) -> Non
 async def overdue_images(executor: CommandExecutor, schema: str, now: datetime) -> list[str]:
     rows = await executor.repository.store.pool.fetch(
         f"SELECT resource_id FROM {schema}.resource_documents "  # noqa: S608 - checked schema
-        "WHERE kind = 'img' AND view->>'status' = $1 "
+        "WHERE kind = 'img' AND view->>'status' = ANY($1::text[]) "
         "AND (view->>'deadline')::timestamptz < $2",
-        IMPORTING,
+        [IMPORTING, UPLOADING],
         now,
     )
     return [row[0] for row in rows]

@@ -14,13 +14,22 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 from aiohttp.abc import AbstractResolver
 
 from hostd.storage.fetch import download
-from hostd.storage.port import ImageFetchFailed, ImageFile, ImageSource, RootDisk, StorageError
+from hostd.storage.pools import in_pools, pool_dir
+from hostd.storage.port import (
+    ImageFetchFailed,
+    ImageFile,
+    ImageSource,
+    RootDisk,
+    StorageError,
+    UploadStore,
+)
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
@@ -41,16 +50,21 @@ class Qcow2Storage:
         self,
         state_dir: Path,
         *,
+        pools: Sequence[Path] | None = None,
         qemu_img: str = "qemu-img",
         max_download: int = MAX_DOWNLOAD,
         resolver: AbstractResolver | None = None,
+        uploads: UploadStore | None = None,
     ) -> None:
         self.disks = state_dir / "disks"
+        self.pools = tuple(pools) if pools is not None else (state_dir / "images",)
+        """This host's image pool directories: every image file read or written is in one."""
         self.qemu_img = qemu_img
         self.max_download = max_download
         self.resolver = resolver
         """Answers host names for imports (None: the system's); tenants' URLs are judged
         public-only on top of whatever it answers."""
+        self.uploads = uploads
 
     def path(self, instance_id: str) -> Path:
         if not _SAFE_NAME.match(instance_id) or ".." in instance_id:
@@ -141,8 +155,8 @@ class Qcow2Storage:
         final = self._image_path(pool, image_id)
         if final.exists():
             return await self._image_file(final)
-        if (source.url is None) == (source.path is None):
-            raise StorageError("an import needs exactly one of a URL and a path")
+        if sum(given is not None for given in (source.url, source.path, source.upload)) != 1:
+            raise StorageError("an import needs exactly one of a URL, a path and an upload")
         if source.format is not None and source.format not in SOURCE_FORMATS:
             raise StorageError(f"cannot import images of format {source.format!r}")
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -157,12 +171,28 @@ class Qcow2Storage:
                     resolver=self.resolver,
                 )
                 origin = partial_download
+            elif source.upload is not None:
+                await self._fetch_upload(source, partial_download)
+                origin = partial_download
             else:
                 origin = self._incoming(pool, source.path or "")
             await self._convert(origin, source.format, final)
         finally:
             partial_download.unlink(missing_ok=True)
+        if source.upload is not None and self.uploads is not None:
+            await self.uploads.discard(source.upload)  # in the pool now: staged no longer
         return await self._image_file(final)
+
+    async def _fetch_upload(self, source: ImageSource, into: Path) -> None:
+        if self.uploads is None:
+            raise ImageFetchFailed("image_upload_missing", "this host has no upload store")
+        try:
+            digest = await self.uploads.fetch(source.upload or "", into)
+        except Exception as error:  # any failure of the store: its words stay in the log
+            log.info("fetching upload %s: %r", source.upload, error)
+            raise ImageFetchFailed("image_upload_missing", "the upload is not staged") from None
+        if source.sha256 is None or digest != source.sha256.lower():
+            raise ImageFetchFailed("image_upload_mismatch", "the staged bytes' SHA-256 differs")
 
     async def export_image(self, instance_id: str, *, image_id: str, pool: str) -> ImageFile:
         final = self._image_path(pool, image_id)
@@ -177,10 +207,14 @@ class Qcow2Storage:
         await self._write_qcow2(disk, "qcow2", final)
         return await self._image_file(final)
 
+    async def image_file(self, location: str) -> str:
+        real = in_pools(location, self.pools)
+        if not real.is_file():
+            raise StorageError(f"{location} is not a file on this host")
+        return str(real)
+
     def _image_path(self, pool: str, image_id: str) -> Path:
-        root = Path(pool)
-        if not root.is_absolute() or ".." in root.parts:
-            raise StorageError(f"image pool {pool!r} is not an absolute directory")
+        root = pool_dir(pool, self.pools)
         if not _SAFE_NAME.match(image_id) or ".." in image_id:
             raise StorageError(f"{image_id!r} cannot name an image file")
         return root / f"{image_id}.qcow2"
@@ -254,9 +288,9 @@ class Qcow2Storage:
     def _base(self, image_location: str) -> Path:
         if image_location.startswith("rbd:"):
             raise StorageError(f"image {image_location} is in Ceph; this host keeps qcow2 files")
-        base = Path(image_location)
-        if not base.is_absolute():
+        if not Path(image_location).is_absolute():
             raise StorageError(f"image location {image_location} is not an absolute path")
+        base = in_pools(image_location, self.pools)
         if not base.is_file():
             raise StorageError(f"image {image_location} is not on this host")
         return base

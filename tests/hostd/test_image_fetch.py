@@ -80,7 +80,7 @@ async def internal(tmp_path: Path) -> AsyncIterator[Internal]:
 
 
 def storage(tmp_path: Path) -> Qcow2Storage:
-    return Qcow2Storage(tmp_path / "state", resolver=Loopback())
+    return Qcow2Storage(tmp_path / "state", pools=[tmp_path / "pool"], resolver=Loopback())
 
 
 async def refused(store: Qcow2Storage, server: Internal, source: ImageSource) -> str:
@@ -162,7 +162,9 @@ async def test_a_failed_fetch_says_a_code_and_a_short_cause_never_the_reply(
 async def test_a_source_larger_than_the_limit_is_refused(
     tmp_path: Path, internal: Internal
 ) -> None:
-    small = Qcow2Storage(tmp_path / "state", max_download=1000, resolver=Loopback())
+    small = Qcow2Storage(
+        tmp_path / "state", pools=[tmp_path / "pool"], max_download=1000, resolver=Loopback()
+    )
     source = ImageSource(url=f"http://127.0.0.1:{internal.port}/disk.raw", public_only=False)
     assert await refused(small, internal, source) == (
         "image_source_too_large: larger than 1000 bytes"

@@ -44,9 +44,9 @@ async def storage(
     request: pytest.FixtureRequest, tmp_path: Path, base_image: Path
 ) -> AsyncIterator[StorageDriver]:
     if request.param == "qcow2":
-        yield Qcow2Storage(tmp_path / "state")
+        yield Qcow2Storage(tmp_path / "state", pools=[base_image.parent])
     else:
-        yield SimulatedStorage(images={str(base_image)})
+        yield SimulatedStorage(images={str(base_image)}, pools=[str(base_image.parent)])
 
 
 async def test_a_root_disk_is_made_from_the_image_at_the_asked_size(
@@ -127,7 +127,7 @@ async def test_deleting_is_idempotent(storage: StorageDriver, base_image: Path) 
 async def test_qcow2_disks_are_overlays_backed_by_the_image(
     tmp_path: Path, base_image: Path
 ) -> None:
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     disk = await storage.ensure_root_disk(
         "i-six", image_location=str(base_image), image_format="qcow2", size_gb=4
     )
@@ -144,7 +144,7 @@ async def test_qcow2_disks_are_overlays_backed_by_the_image(
 
 
 async def test_qcow2_refuses_disk_files_outside_its_directory(tmp_path: Path) -> None:
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     with pytest.raises(StorageError):
         await storage.delete_root_disk("../etc/passwd")
 
@@ -182,9 +182,12 @@ async def importer(
     request: pytest.FixtureRequest, tmp_path: Path, base_image: Path, pool: Path
 ) -> AsyncIterator[StorageDriver]:
     if request.param == "qcow2":
-        yield Qcow2Storage(tmp_path / "state")
+        yield Qcow2Storage(tmp_path / "state", pools=[base_image.parent, pool])
     else:
-        yield SimulatedStorage(images={str(base_image), str(pool / "incoming" / "disk.raw")})
+        yield SimulatedStorage(
+            images={str(base_image), str(pool / "incoming" / "disk.raw")},
+            pools=[str(base_image.parent), str(pool)],
+        )
 
 
 both = pytest.mark.parametrize("importer", ["qcow2", "simulated"], indirect=True)
@@ -254,7 +257,7 @@ async def test_a_root_disk_is_exported_as_an_image(
 async def test_qcow2_converts_a_downloaded_image_to_a_standalone_qcow2(
     tmp_path: Path, pool: Path, served: str
 ) -> None:
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     made = await storage.import_image(
         "img-five", source=ImageSource(url=f"{served}/disk.raw", public_only=False), pool=str(pool)
     )
@@ -299,7 +302,7 @@ async def test_qcow2_refuses_a_source_with_a_backing_file(
     tmp_path: Path, pool: Path, served: str, sneaky: Path
 ) -> None:
     """A qcow2 backed by a host file would copy that file into the tenant's image."""
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     for source in (
         ImageSource(url=f"{served}/{sneaky.name}", public_only=False),
         ImageSource(url=f"{served}/{sneaky.name}", format="qcow2", public_only=False),
@@ -311,7 +314,7 @@ async def test_qcow2_refuses_a_source_with_a_backing_file(
 
 
 async def test_qcow2_exports_are_flattened(tmp_path: Path, pool: Path, base_image: Path) -> None:
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     await storage.ensure_root_disk(
         "i-eight", image_location=str(base_image), image_format="qcow2", size_gb=1
     )
