@@ -288,8 +288,6 @@ class Qcow2Storage:
     def _base(self, image_location: str) -> Path:
         if image_location.startswith("rbd:"):
             raise StorageError(f"image {image_location} is in Ceph; this host keeps qcow2 files")
-        if not Path(image_location).is_absolute():
-            raise StorageError(f"image location {image_location} is not an absolute path")
         base = in_pools(image_location, self.pools)
         if not base.is_file():
             raise StorageError(f"image {image_location} is not on this host")

@@ -7,17 +7,23 @@ machine: the only server is on 127.0.0.1, and it counts what reaches it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import ipaddress
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from nats.aio.client import Client
 
 from api.services.images import check_public_source
 from domain.compute.image import ImageSourceNotPublic
+from gateways.bus.image_uploads import ImageUploads, UploadMissing
 from gateways.public_addresses import Address
 from hostd.storage.port import ImageFetchFailed, ImageSource
 from hostd.storage.qcow2 import Qcow2Storage
@@ -179,4 +185,46 @@ async def test_an_unreachable_source_is_a_short_cause(tmp_path: Path, internal: 
     source = ImageSource(url=f"http://127.0.0.1:{port}/disk.raw", public_only=False)
     assert await refused(storage(tmp_path), internal, source) == (
         "image_source_unreachable: cannot connect"
+    )
+
+
+# -- uploads: staged by the API in a NATS object store, fetched by the host ---------------
+
+
+@pytest.fixture
+async def uploads(nc: Client) -> AsyncIterator[ImageUploads]:
+    bucket = f"T{uuid.uuid4().hex[:10]}_UPLOADS"
+    yield ImageUploads(nc.jetstream(), bucket=bucket)
+    with contextlib.suppress(Exception):
+        await nc.jetstream().delete_object_store(bucket)
+
+
+async def test_an_upload_is_fetched_checked_converted_and_unstaged(
+    tmp_path: Path, internal: Internal, uploads: ImageUploads
+) -> None:
+    data = (internal.pool / "incoming" / "disk.raw").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    await uploads.stage("img-up", io.BytesIO(data))
+    store = Qcow2Storage(tmp_path / "state", pools=[internal.pool], uploads=uploads)
+    source = ImageSource(upload="img-up", sha256=digest, format="raw")
+    made = await store.import_image("img-up", source=source, pool=str(internal.pool))
+    assert made.location == str(internal.pool / "img-up.qcow2")
+    assert made.virtual_size_bytes == len(data)
+    with pytest.raises(UploadMissing):  # in the pool now: no longer staged
+        await uploads.fetch("img-up", tmp_path / "again")
+    # Redelivered after that: the image is there, reported again without the upload.
+    assert await store.import_image("img-up", source=source, pool=str(internal.pool)) == made
+
+
+async def test_staged_bytes_that_are_not_the_declared_ones_are_refused(
+    tmp_path: Path, internal: Internal, uploads: ImageUploads
+) -> None:
+    await uploads.stage("img-bad", io.BytesIO(b"not what was declared"))
+    store = Qcow2Storage(tmp_path / "state", pools=[internal.pool], uploads=uploads)
+    wrong = ImageSource(upload="img-bad", sha256="0" * 64)
+    cause = await refused(store, internal, wrong)
+    assert cause == "image_upload_mismatch: the staged bytes' SHA-256 differs"
+    missing = ImageSource(upload="img-never", sha256="0" * 64)
+    assert await refused(store, internal, missing) == (
+        "image_upload_missing: the upload is not staged"
     )

@@ -321,3 +321,37 @@ async def test_qcow2_exports_are_flattened(tmp_path: Path, pool: Path, base_imag
     made = await storage.export_image("i-eight", image_id="img-eight", pool=str(pool))
     info = _qemu_info(made.location)
     assert info["format"] == "qcow2" and "backing-filename" not in info
+
+
+@both
+async def test_only_files_and_pools_of_the_host_s_own_pools_are_used(
+    importer: StorageDriver, pool: Path, base_image: Path, tmp_path: Path
+) -> None:
+    assert await importer.image_file(str(base_image)) == str(base_image)
+    for outside in ("/etc/shadow", f"{pool}/../secret", str(pool), "relative/file"):
+        with pytest.raises(StorageError, match=r"^image_path_outside_pool: "):
+            await importer.image_file(outside)
+        with pytest.raises(StorageError, match=r"^image_path_outside_pool: "):
+            await importer.ensure_root_disk(
+                "i-out", image_location=outside, image_format="qcow2", size_gb=1
+            )
+    assert await importer.root_disk("i-out") is None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    source = ImageSource(path=str(pool / "incoming" / "disk.raw"))
+    with pytest.raises(StorageError, match=r"^image_path_outside_pool: "):
+        await importer.import_image("img-out", source=source, pool=str(elsewhere))
+    assert not list(elsewhere.iterdir())
+
+
+async def test_qcow2_follows_symlinks_before_judging_a_path(
+    tmp_path: Path, pool: Path, base_image: Path
+) -> None:
+    storage = Qcow2Storage(tmp_path / "state", pools=[pool])
+    (pool / "to-base").symlink_to(base_image)  # in the pool, a file outside it
+    with pytest.raises(StorageError, match=r"^image_path_outside_pool: "):
+        await storage.image_file(str(pool / "to-base"))
+    (pool / "inside.qcow2").symlink_to(pool / "incoming" / "disk.raw")
+    assert await storage.image_file(str(pool / "inside.qcow2")) == str(
+        pool / "incoming" / "disk.raw"
+    )
