@@ -320,6 +320,7 @@ _BY_NAME: dict[str, Callable[[], Any]] = {
     "password": lambda: "sample-password-1234",
     "owner_password": lambda: "sample-password-1234",
     "currency": lambda: "USD",
+    "sha256": lambda: "0" * 64,
 }
 """Values for fields whose constraints (patterns) a type alone cannot satisfy."""
 
