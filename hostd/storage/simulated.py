@@ -55,7 +55,11 @@ class SimulatedStorage:
             if size_gb > disk.size_gb:
                 disk = self.disks[instance_id] = msgspec.structs.replace(disk, size_gb=size_gb)
             return disk
-        await self.image_file(image_location)
+        if image_location.startswith("rbd:"):  # a Ceph image: no file of this host
+            if self.images is not None and image_location not in self.images:
+                raise StorageError(f"image {image_location} is not on this host")
+        else:
+            await self.image_file(image_location)
         if size_gb < 1:
             raise StorageError(f"{instance_id}: a root disk needs at least 1 GB")
         disk = RootDisk(
