@@ -148,7 +148,7 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
     if _PATH_PARAM.search(endpoint.path) or endpoint.reads_own_resource:
         errors.add(404)
     errors.add(422)  # a query parameter it does not take, if nothing else
-    if endpoint.body is not None:
+    if endpoint.body is not None or endpoint.upload is not None:
         errors |= {413, 415, 422}
     if endpoint.mutation:
         errors |= {409, 422}  # Idempotency-Key still running / reused; conflicts
@@ -181,6 +181,11 @@ def _operation(endpoint: Endpoint, endpoints: Sequence[Endpoint]) -> dict[str, A
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": schema_of(endpoint.body)}},
+        }
+    if endpoint.upload is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {endpoint.upload: {"schema": {"type": "string", "format": "binary"}}},
         }
     responses: dict[str, Any] = {str(endpoint.status): _success(endpoint, endpoints)}
     for status in error_statuses(endpoint):

@@ -72,6 +72,8 @@ class Endpoint:
     tags: tuple[str, ...] = ()
     media_type: str | tuple[str, ...] = JSON
     """What a successful answer carries: one media type, or each one it can carry."""
+    upload: str | None = None
+    """The media type of a body the handler streams itself (never decoded here)."""
 
     @property
     def mutation(self) -> bool:
@@ -143,6 +145,7 @@ class Router:
         kind: str | None = None,
         tags: tuple[str, ...] = (),
         media_type: str | tuple[str, ...] = JSON,
+        upload: str | None = None,
     ) -> Callable[[Handler], Handler]:
         if action is None and not public:
             raise TypeError(f"{method} {path}: an endpoint with callers declares their action")
@@ -163,6 +166,7 @@ class Router:
                     kind,
                     tags,
                     media_type,
+                    upload,
                 )
             )
             return handler

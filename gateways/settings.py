@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import platformdirs
@@ -60,6 +60,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where a migration goes: the target host's libvirtd, ``{hostname}`` filled in."""
     host_state_dir: Path | None = None
     """Where ``scloud hostd`` keeps disks and serial logs; None: ``state_dir``/host."""
+    host_image_pools: tuple[Path, ...] = (Path("/var/lib/scloud/images"),)
+    """The image pool directories on this hypervisor (``SCLOUD_HOST_IMAGE_POOLS``, separated
+    by ``:``), besides ``<host state dir>/images``: the host reads images and kernels from
+    them and writes imports into them only, whatever a step names."""
     host_observe_seconds: Positive = 30.0
     """How often a host reports its observed instances."""
     host_down_after_seconds: Positive = 30.0
@@ -97,7 +101,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         Raises ``SettingsError`` naming the variable whose value does not fit.
         """
         env = os.environ if env is None else env
-        given = {field: env[name] for field, name in variables().items() if env.get(name, "") != ""}
+        given: dict[str, Any] = {
+            field: env[name] for field, name in variables().items() if env.get(name, "") != ""
+        }
+        if "host_image_pools" in given:  # a path list, as PATH is
+            given["host_image_pools"] = [p for p in given["host_image_pools"].split(":") if p]
         try:
             return msgspec.convert(given, cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as error:

@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from gateways.bus.hostwire import (
     IMAGE_ACTIONS,
     Action,
@@ -97,6 +99,14 @@ async def observe(host: Host, instance_id: str) -> WireState:
         return WireState.CRASHED
 
 
+async def boot_files(host: Host, guest: GuestSpec) -> GuestSpec:
+    """The spec with its kernel and initrd as real files of this host's image pools; a
+    path outside them is refused (StorageError), whoever sent the step."""
+    kernel = None if guest.kernel is None else await host.storage.image_file(guest.kernel)
+    initrd = None if guest.initrd is None else await host.storage.image_file(guest.initrd)
+    return msgspec.structs.replace(guest, kernel=kernel, initrd=initrd)
+
+
 async def enact(host: Host, command: HostCommand) -> None:
     """Make the command's desired state hold; raises DriverError or StorageError with the cause."""
     instance_id = command.instance_id
@@ -104,13 +114,14 @@ async def enact(host: Host, command: HostCommand) -> None:
         case Action.ENSURE_RUNNING:
             if command.spec is None:
                 raise DriverError("ensure_running needs a guest spec")
+            guest = await boot_files(host, command.spec)
             disk = await host.storage.ensure_root_disk(
                 instance_id,
-                image_location=command.spec.image_location,
-                image_format=command.spec.image_format,
-                size_gb=command.spec.disk_gb,
+                image_location=guest.image_location,
+                image_format=guest.image_format,
+                size_gb=guest.disk_gb,
             )
-            await host.compute.define(instance_spec(instance_id, command.spec, disk, host.layout))
+            await host.compute.define(instance_spec(instance_id, guest, disk, host.layout))
             await host.compute.start(instance_id)
         case Action.ENSURE_STOPPED:
             await host.compute.stop(instance_id, force=command.force)
@@ -172,9 +183,9 @@ async def reinstall(host: Host, command: HostCommand) -> None:
     even across a daemon restart) finds its disk made and only ensures the rest, instead
     of wiping what the guest wrote since.
     """
-    spec = command.spec
-    if spec is None:
+    if command.spec is None:
         raise DriverError("reinstall needs a guest spec")
+    spec = await boot_files(host, command.spec)
     instance_id = command.instance_id
     made = await host.storage.root_disk(instance_id)
     if made is None or made.made_by != command.step_id:
@@ -199,7 +210,14 @@ async def make_image(host: Host, command: HostCommand) -> ImageFile:
     if order is None:
         raise StorageError(f"{command.action} needs an image order")
     if command.action == Action.IMPORT_IMAGE:
-        source = ImageSource(url=order.url, path=order.path, format=order.source_format)
+        source = ImageSource(
+            url=order.url,
+            path=order.path,
+            format=order.source_format,
+            public_only=order.public_only,
+            upload=order.upload,
+            sha256=order.sha256,
+        )
         return await host.storage.import_image(
             order.image_id, source=source, pool=order.pool_location
         )

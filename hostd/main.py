@@ -9,19 +9,20 @@ from pathlib import Path
 
 import nats
 
+from gateways.bus.image_uploads import ImageUploads
 from gateways.settings import Settings
 from hostd.apply import Host, HostLayout
 from hostd.daemon import DaemonOptions, HostDaemon
 from hostd.drivers.compute.port import ComputeDriver
 from hostd.heartbeat import BUCKET, beat
 from hostd.register import join
-from hostd.storage.port import StorageDriver
+from hostd.storage.port import StorageDriver, UploadStore
 from hostd.streams import HostBus, checked_host_id
 
 
 @contextlib.asynccontextmanager
 async def open_drivers(
-    settings: Settings, host_id: str, state_dir: Path
+    settings: Settings, host_id: str, state_dir: Path, uploads: UploadStore | None = None
 ) -> AsyncIterator[tuple[ComputeDriver, StorageDriver]]:
     """The compute and storage drivers ``settings.host_driver`` names."""
     if settings.host_driver == "simulated":
@@ -41,7 +42,8 @@ async def open_drivers(
         peer_uri=settings.libvirt_peer_uri,
     )
     try:
-        yield compute, Qcow2Storage(state_dir)
+        pools = (*settings.host_image_pools, state_dir / "images")
+        yield compute, Qcow2Storage(state_dir, pools=pools, uploads=uploads)
     finally:
         await compute.close()
 
@@ -87,14 +89,15 @@ async def run_hostd(
     layout = HostLayout(state_dir)
     if settings.host_driver != "simulated":
         layout.create()
-    async with open_drivers(settings, host_id, state_dir) as (compute, storage):
-        host = Host(host_id, compute, storage, layout)
+    client = await nats.connect(nats_url, name=f"hostd-{host_id}", max_reconnect_attempts=-1)
+    try:
+        uploads = ImageUploads(client.jetstream())
+        async with open_drivers(settings, host_id, state_dir, uploads) as (compute, storage):
+            host = Host(host_id, compute, storage, layout)
 
-        async def count() -> int:
-            return len(await compute.observed())
+            async def count() -> int:
+                return len(await compute.observed())
 
-        client = await nats.connect(nats_url, name=f"hostd-{host_id}", max_reconnect_attempts=-1)
-        try:
             daemon = HostDaemon(
                 client,
                 host,
@@ -116,5 +119,5 @@ async def run_hostd(
                 tasks.create_task(
                     beat(client.jetstream(), host_id, done, every, count, bucket_name=bucket_name)
                 )
-        finally:
-            await client.drain()
+    finally:
+        await client.drain()

@@ -14,11 +14,16 @@ from api.services import compute, images, references
 from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork, other_tenants
 from api.text import Body, Name
-from domain.compute.image import Image, ImageSourceInvalid, ImageSourceNotPublic
-from domain.errors import DomainError, NotFound, ValidationFailed
+from api.uploads import OCTET_STREAM, received
+from domain.compute.image import (
+    MAX_UPLOAD_BYTES,
+    Image,
+    ImageUploadMismatch,
+    check_pool_file,
+)
+from domain.errors import DomainError, InvalidState, NotFound, ValidationFailed
 from domain.inventory.image_pool import ImagePool
-from domain.subscriptions.webhook import WebhookTargetNotPublic, WebhookTargetUnresolvable
-from gateways.webhooks.targets import check_target
+from gateways.bus.image_uploads import ImageUploads
 
 router = Router()
 
@@ -92,7 +97,8 @@ class ImageView(msgspec.Struct, kw_only=True):
     direct_kernel_boot: bool
     shared_with: list[str]
     status: str
-    """``importing``, ``available``, ``error`` or ``deleted``."""
+    """``uploading`` (waiting for ``PUT …/file``), ``importing``, ``available``, ``error``
+    or ``deleted``."""
     source: dict[str, str] | None = None
     size_bytes: int | None = None
     virtual_size_bytes: int | None = None
@@ -116,6 +122,13 @@ async def _register(unit: UnitOfWork, tenant_id: str | None, body: RegisterImage
     pool = await unit.find(body.pool_id, ImagePool)
     if pool is None:
         raise ValidationFailed(f"{body.pool_id} is not an image pool", field="pool_id")
+    for field, path in (
+        ("location", body.location),
+        ("kernel", body.kernel),
+        ("initrd", body.initrd),
+    ):
+        if path is not None:
+            check_pool_file(pool.backend, pool.location, path, field)
     image = Image(
         tenant_id=tenant_id,
         name=body.name,
@@ -153,45 +166,100 @@ async def publish_image(call: Call) -> web.Response:
     return call.accepted(await call.execute(decide, tenant_id=None))
 
 
+class CreateImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A private image whose bytes the tenant uploads next (``PUT /v1/images/{id}/file``):
+    of exactly ``size_bytes`` bytes with this SHA-256, within an hour."""
+
+    name: Name
+    pool_id: Id
+    size_bytes: Annotated[int, msgspec.Meta(ge=1, le=MAX_UPLOAD_BYTES)]
+    sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{64}$")]
+    format: Literal["qcow2", "raw"] | None = None
+    """What the bytes are; left out, the host probes them. Stored as qcow2 either way."""
+    architecture: Architecture = "x86_64"
+    os_family: OsFamily = "linux"
+    min_disk_gb: MinDisk = 1
+
+
 @router.route(
     "POST",
     "/v1/images",
-    summary="Register a private image from a file in an image pool",
+    summary="Create a private image to upload (its bytes follow with PUT /v1/images/{id}/file)",
     action="compute:image:create",
-    body=RegisterImage,
+    body=CreateImage,
     response=Accepted,
     status=202,
     tags=("images",),
 )
-async def register_image(call: Call) -> web.Response:
-    body: RegisterImage = call.body
+async def create_image(call: Call) -> web.Response:
+    body: CreateImage = call.body
     tenant_id = call.me.tenant_id
     if tenant_id is None:
         raise ValidationFailed("staff publish public images at /v1/admin/images")
 
     async def decide(unit: UnitOfWork) -> Decided:
-        return await _register(unit, tenant_id, body)
+        pool = await images.qcow2_pool(unit, body.pool_id)
+        image = Image.for_upload(
+            tenant_id,
+            body.name,
+            pool.region_id,
+            pool.id,
+            size_bytes=body.size_bytes,
+            sha256=body.sha256,
+            source_format=body.format,
+            architecture=body.architecture,
+            os_family=body.os_family,
+            min_disk_gb=body.min_disk_gb,
+        )
+        unit.add(image)
+        return Decided(resource_id=image.id)
 
     return call.accepted(await call.execute(decide, tenant_id=tenant_id))
 
 
+@router.route(
+    "PUT",
+    "/v1/images/{id}/file",
+    summary="Upload the bytes of an image created for an upload (once, its exact size and SHA-256)",
+    action="compute:image:create",
+    upload=OCTET_STREAM,
+    response=Accepted,
+    status=202,
+    kind="img",
+    tags=("images",),
+)
+async def upload_image_file(call: Call) -> web.Response:
+    image_id = call.request.match_info["id"]
+    document = await call.document(image_id, "img", "compute:image:create")
+    platform = call.platform
+    expected = (await platform.repository.get(image_id, Image)).expected_upload
+    if expected is None:
+        raise InvalidState("the image is not waiting for an upload", image_id=image_id)
+    staging = platform.settings.state_dir / "uploads"
+    async with received(call.request, expected[0], staging) as upload:
+        if (upload.size, upload.sha256) != expected:
+            raise ImageUploadMismatch(
+                f"the body is {upload.size} bytes with SHA-256 {upload.sha256}; the image "
+                f"takes {expected[0]} bytes with SHA-256 {expected[1]}",
+                field="sha256",
+            )
+        # Staged before the command: the host told to import finds the bytes there.
+        await ImageUploads(platform.js).stage(image_id, upload.file)
+    hosts, health = await platform.hosts_for_placing()
+
+    async def decide(unit: UnitOfWork) -> Decided:
+        return await images.receive_upload(
+            unit, image_id, upload.size, upload.sha256, hosts, health
+        )
+
+    return call.accepted(await call.execute(decide, tenant_id=document.tenant_id))
+
+
 async def _import(call: Call, body: ImportImage, tenant_id: str | None) -> web.Response:
     staff = tenant_id is None
-    if body.source.url is not None:
-        images.check_source_url(body.source.url)
-        try:
-            # A tenant's URL must point at a public address: hosts are not a way inside.
-            await check_target(body.source.url, allow_private=staff)
-        except WebhookTargetNotPublic as refused:
-            address = refused.context.get("address")
-            raise ImageSourceNotPublic(
-                f"the URL's host resolves to {address}, not a public address: tenants "
-                "import images from public addresses only",
-                field="source.url",
-                address=str(address),
-            ) from None
-        except WebhookTargetUnresolvable as refused:
-            raise ImageSourceInvalid(refused.detail, field="source.url") from None
+    if body.source.url is not None and not staff:
+        # A tenant's URL must point at a public address: hosts are not a way inside.
+        await images.check_public_source(images.check_source_url(body.source.url))
     platform = call.platform
     hosts, health = await platform.hosts_for_placing()
 

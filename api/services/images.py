@@ -22,9 +22,11 @@ from domain import clock
 from domain.compute.image import (
     IMPORTING,
     INCOMING,
+    UPLOADING,
     Image,
     ImagePathImportForbidden,
     ImageSourceInvalid,
+    ImageSourceNotPublic,
 )
 from domain.compute.instance import STOPPED, Instance
 from domain.errors import DomainError, InvalidState, NotFound, ValidationFailed
@@ -34,6 +36,7 @@ from domain.inventory.image_pool import QCOW2, ImagePool
 from domain.metadata import Actor, ActorKind, CommandContext
 from gateways.bus.hostwire import HostOutcome
 from gateways.eventstore.records import ConcurrencyConflict
+from gateways.public_addresses import NotPublic, Resolve, check_public, resolve
 
 log = logging.getLogger(__name__)
 MAX_URL_LENGTH = 2048
@@ -55,6 +58,23 @@ def check_source_url(url: str) -> str:
     if parts.username is not None or parts.password is not None or port == 0:
         raise ImageSourceInvalid("the URL must not carry credentials or port 0", field="source.url")
     return url
+
+
+async def check_public_source(url: str, resolver: Resolve = resolve) -> None:
+    """Refuse a URL whose host resolves to any non-public address (hosts check it again at
+    every connection: this is the clear 422, not the defence)."""
+    parts = urlsplit(url)
+    try:
+        await check_public(parts.hostname or "", parts.port or 443, resolver)
+    except NotPublic as refused:
+        raise ImageSourceNotPublic(
+            f"the URL's host resolves to {refused.address}, a {refused.reason} address: "
+            "tenants import images from public addresses only",
+            field="source.url",
+            address=str(refused.address),
+        ) from None
+    except OSError:
+        raise ImageSourceInvalid(f"{parts.hostname} does not resolve", field="source.url") from None
 
 
 def check_source_path(pool: ImagePool, path: str, *, staff: bool) -> str:
@@ -161,6 +181,21 @@ async def import_image(
     return Decided(resource_id=image.id)
 
 
+async def receive_upload(
+    unit: UnitOfWork,
+    image_id: str,
+    size_bytes: int,
+    sha256: str,
+    host_ids: Sequence[str],
+    health: Mapping[str, Health],
+) -> Decided:
+    """The staged upload goes to one healthy host of the pool's region, to convert it."""
+    image = await unit.get(image_id, Image)
+    host = await importing_host(unit, image.region_id, host_ids, health)
+    image.upload_received(size_bytes, sha256, host.id, new_id("stp"))
+    return Decided(resource_id=image.id)
+
+
 async def export_image(unit: UnitOfWork, instance: Instance, name: str) -> Decided:
     """A stopped instance's disk, flattened on its host, as a private image of its tenant.
 
@@ -195,6 +230,16 @@ async def export_image(unit: UnitOfWork, instance: Instance, name: str) -> Decid
     return Decided(resource_id=image.id)
 
 
+MAX_CAUSE = 200
+
+
+def short_cause(error: str | None) -> str:
+    """The host's cause as the tenant sees it: one short line (hosts already give a code
+    and a short cause; this bounds what an older or faulty host sends)."""
+    text = " ".join((error or "the host reported a failure").split())
+    return text if len(text) <= MAX_CAUSE else text[: MAX_CAUSE - 1] + "…"
+
+
 async def image_reported(executor: CommandExecutor, outcome: HostOutcome) -> None:
     """The host's outcome of an import or export step: the image is available, or in error."""
     image_id = outcome.image_id
@@ -215,7 +260,7 @@ async def image_reported(executor: CommandExecutor, outcome: HostOutcome) -> Non
                 size_bytes=None if report is None else report.size_bytes,
                 virtual_size_bytes=None if report is None else report.virtual_size_bytes,
                 checksum=None if report is None else report.sha256,
-                error=None if outcome.ok else (outcome.error or "the host reported a failure"),
+                error=None if outcome.ok else short_cause(outcome.error),
             )
         return Decided(resource_id=image.id)
 
@@ -237,9 +282,9 @@ async def image_reported(executor: CommandExecutor, outcome: HostOutcome) -> Non
 async def overdue_images(executor: CommandExecutor, schema: str, now: datetime) -> list[str]:
     rows = await executor.repository.store.pool.fetch(
         f"SELECT resource_id FROM {schema}.resource_documents "  # noqa: S608 - checked schema
-        "WHERE kind = 'img' AND view->>'status' = $1 "
+        "WHERE kind = 'img' AND view->>'status' = ANY($1::text[]) "
         "AND (view->>'deadline')::timestamptz < $2",
-        IMPORTING,
+        [IMPORTING, UPLOADING],
         now,
     )
     return [row[0] for row in rows]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
+from pathlib import PurePosixPath
 from typing import Any
 
 from eventsourcing.domain import event
@@ -15,8 +17,11 @@ ARCHITECTURES = ("x86_64", "aarch64")
 FORMATS = ("qcow2", "raw")
 SOURCE_FORMATS = ("qcow2", "raw")
 """What an import may be converted from (given, or probed by the host when left out)."""
-IMPORTING, AVAILABLE, ERROR = "importing", "available", "error"
+UPLOADING, IMPORTING, AVAILABLE, ERROR = "uploading", "importing", "available", "error"
 IMPORT_DEADLINE = timedelta(seconds=900)
+UPLOAD_DEADLINE = timedelta(hours=1)
+"""How long an image made for an upload waits for its bytes before it ends in ``error``."""
+MAX_UPLOAD_BYTES = 64 * 1024**3
 """Longer than a host's own apply timeout (600 s): a live host reports a stuck import first."""
 INCOMING = "incoming"
 """The directory of an image pool from which an admin may import files by path."""
@@ -32,6 +37,50 @@ class ImageSourceNotPublic(ValidationFailed):
     """A tenant's URL points at a loopback, link-local or private address."""
 
     code = "image_source_not_public"
+
+
+class ImagePathOutsidePool(ValidationFailed):
+    """A registered image's file (or kernel, or initrd) is not a file of its image pool."""
+
+    code = "image_path_outside_pool"
+
+
+_RBD_IMAGE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_pool_file(backend: str, pool_location: str, path: str, field: str) -> str:
+    """``path`` names a file inside the pool: under its directory (absolute, normalised, no
+    ``..``; hosts check symlinks again), or an image of its Ceph pool (``pool/image``)."""
+    if backend == "rbd" and field == "location":
+        pool, _, name = path.partition("/")
+        if pool == pool_location and _RBD_IMAGE.fullmatch(name):
+            return path
+        raise ImagePathOutsidePool(
+            f"{path!r} is not an image of the Ceph pool {pool_location} ({pool_location}/NAME)",
+            field=field,
+        )
+    candidate = PurePosixPath(path)
+    root = PurePosixPath(pool_location)
+    if (
+        backend == "rbd"  # a kernel or initrd is a file: a Ceph pool holds none
+        or not candidate.is_absolute()
+        or ".." in candidate.parts
+        or str(candidate) != path
+        or not candidate.is_relative_to(root)
+        or candidate == root
+    ):
+        raise ImagePathOutsidePool(
+            f"{path!r} is not a file in the image pool's directory {pool_location}/",
+            field=field,
+            allowed_directory=pool_location,
+        )
+    return path
+
+
+class ImageUploadMismatch(ValidationFailed):
+    """The uploaded bytes are not the size or the SHA-256 the image was created with."""
+
+    code = "image_upload_mismatch"
 
 
 class ImagePathImportForbidden(Forbidden):
@@ -59,6 +108,7 @@ class Image(Aggregate):
         cmdline: str | None,
         status: str = AVAILABLE,
         source: dict[str, str] | None = None,
+        deadline: datetime | None = None,
     ) -> None:
         if architecture not in ARCHITECTURES:
             raise ValidationFailed(f"architecture must be one of {ARCHITECTURES}")
@@ -87,7 +137,8 @@ class Image(Aggregate):
         """Where an imported image came from: ``url``, ``path`` or ``instance_id``."""
         self.host_id: str | None = None
         self.step_id: str | None = None
-        self.deadline: datetime | None = None
+        self.deadline: datetime | None = deadline
+        """When an import (or an awaited upload) ends in ``error`` if nothing came."""
         self.size_bytes: int | None = None
         self.virtual_size_bytes: int | None = None
         self.checksum: str | None = None
@@ -127,7 +178,75 @@ class Image(Aggregate):
             "deadline": None if self.deadline is None else self.deadline.isoformat(),
         }
 
-    # -- import and export -------------------------------------------------------------
+    # -- upload, import and export ------------------------------------------------------
+
+    @classmethod
+    def for_upload(
+        cls,
+        tenant_id: str,
+        name: str,
+        region_id: str,
+        pool_id: str,
+        *,
+        size_bytes: int,
+        sha256: str,
+        source_format: str | None,
+        architecture: str,
+        os_family: str,
+        min_disk_gb: int,
+    ) -> Image:
+        """A private image waiting for its bytes (``PUT …/file``) of this size and digest."""
+        if not 0 < size_bytes <= MAX_UPLOAD_BYTES:
+            raise ValidationFailed(
+                f"size_bytes must be between 1 and {MAX_UPLOAD_BYTES}", field="size_bytes"
+            )
+        source = {"upload": sha256.lower(), "size_bytes": str(size_bytes)}
+        if source_format is not None:
+            source["format"] = source_format
+        return cls(
+            tenant_id=tenant_id,
+            name=name,
+            region_id=region_id,
+            pool_id=pool_id,
+            location="",
+            disk_format="qcow2",
+            architecture=architecture,
+            os_family=os_family,
+            min_disk_gb=min_disk_gb,
+            kernel=None,
+            initrd=None,
+            cmdline=None,
+            status=UPLOADING,
+            source=source,
+            deadline=clock.now() + UPLOAD_DEADLINE,
+        )
+
+    @property
+    def expected_upload(self) -> tuple[int, str] | None:
+        """(size, SHA-256) of the bytes an image waiting for an upload takes."""
+        source = self.source or {}
+        if self.status != UPLOADING or "upload" not in source:
+            return None
+        return int(source["size_bytes"]), source["upload"]
+
+    def upload_received(self, size_bytes: int, sha256: str, host_id: str, step_id: str) -> None:
+        """The bytes are staged for the pool: the chosen host converts them into it."""
+        expected = self.expected_upload
+        if expected is None or self.deleted:
+            raise InvalidState("the image is not waiting for an upload", image_id=self.id)
+        if (size_bytes, sha256.lower()) != expected:
+            raise ImageUploadMismatch(
+                f"the upload is {size_bytes} bytes with SHA-256 {sha256}; the image was "
+                f"created for {expected[0]} bytes with SHA-256 {expected[1]}",
+                field="sha256",
+            )
+        self._uploaded(size_bytes)
+        self.start_import(host_id, step_id)
+
+    @event("Uploaded")
+    def _uploaded(self, size_bytes: int) -> None:
+        self.status = IMPORTING
+        self.deadline = None
 
     def start_import(self, host_id: str, step_id: str) -> None:
         """The chosen host fetches (or flattens) the source into the pool under ``step_id``."""
@@ -185,12 +304,13 @@ class Image(Aggregate):
 
     def time_out(self, now: datetime) -> bool:
         """End an import whose host never reported by its deadline; True if it did."""
-        if self.status != IMPORTING or self.deleted:
+        if self.status not in (IMPORTING, UPLOADING) or self.deleted:
             return False
         if self.deadline is None or now < self.deadline:
             return False
+        what = "upload" if self.status == UPLOADING else "import"
         self._import_failed(
-            self.step_id or "", f"the import did not finish by {self.deadline.isoformat()}"
+            self.step_id or "", f"the {what} did not finish by {self.deadline.isoformat()}"
         )
         return True
 

@@ -286,6 +286,9 @@ class HostCommandDispatcher:
                 url=source.get("url"),
                 path=source.get("path"),
                 source_format=source.get("format"),
+                public_only=not image.public,
+                upload=image.id if "upload" in source else None,
+                sha256=source.get("upload"),
             ),
         )
 

@@ -103,6 +103,12 @@ class ImageOrder(msgspec.Struct, frozen=True, kw_only=True):
     source_format: str | None = None
     """What the source is (``qemu-img -f``); None: probed. A source with a backing file or an
     external data file is refused either way (it would copy host files into the image)."""
+    public_only: bool = True
+    """A tenant's URL: the host connects to public addresses only. False for staff's."""
+    upload: str | None = None
+    """The name of the uploaded bytes in the platform's upload object store (NATS)."""
+    sha256: str | None = None
+    """The upload's SHA-256, checked by the host on what it fetched."""
 
 
 class ImageReport(msgspec.Struct, frozen=True, kw_only=True):

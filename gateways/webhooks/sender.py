@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import msgspec
 
-from gateways.webhooks.targets import PublicOnlyResolver, literal, refusal
+from gateways.public_addresses import PublicOnlyResolver, literal, refusal
 
 USER_AGENT = "SCloudStack-Webhooks/1"
 _KEPT_RESPONSE_BYTES = 200

@@ -6,6 +6,7 @@ command finds the disk already there and leaves it alone.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import msgspec
@@ -23,13 +24,20 @@ class RootDisk(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ImageSource(msgspec.Struct, frozen=True, kw_only=True):
-    """Exactly one of ``url`` (http or https) and ``path`` (a file in the pool's incoming
-    directory, ``<pool>/incoming/``)."""
+    """Exactly one of ``url`` (http or https), ``path`` (a file in the pool's incoming
+    directory, ``<pool>/incoming/``) and ``upload`` (bytes a tenant uploaded, staged in the
+    platform's upload store, with their ``sha256``)."""
 
     url: str | None = None
     path: str | None = None
+    upload: str | None = None
+    sha256: str | None = None
     format: str | None = None
     """``qemu-img -f``; None lets qemu-img probe."""
+    public_only: bool = True
+    """The URL is a tenant's: every connection goes to public addresses only (checked at
+    each connection, so a name rebound to 127.0.0.1 after the API's check is refused too).
+    False only for staff imports, which may come from the operator's own network."""
 
 
 class ImageFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +52,28 @@ class ImageFile(msgspec.Struct, frozen=True, kw_only=True):
 
 class StorageError(Exception):
     """The disk could not be made or removed; the message is the cause in the outcome."""
+
+
+class ImageFetchFailed(StorageError):
+    """An import's source could not be fetched or read: a stable code and a short cause.
+
+    The message is all a tenant ever sees of it (the image's ``error``): never the source's
+    answer, a host path or a tool's output, which could show what an internal service said.
+    """
+
+    def __init__(self, code: str, cause: str) -> None:
+        super().__init__(f"{code}: {cause}")
+        self.code = code
+
+
+class UploadStore(Protocol):
+    """Where uploaded images wait for their host (``gateways.bus.image_uploads``)."""
+
+    async def fetch(self, name: str, into: Path) -> str:
+        """The staged bytes written to ``into``; their SHA-256 (hex)."""
+        ...
+
+    async def discard(self, name: str) -> None: ...
 
 
 class StorageDriver(Protocol):
@@ -70,12 +100,18 @@ class StorageDriver(Protocol):
 
     async def root_disk(self, instance_id: str) -> RootDisk | None: ...
 
+    async def image_file(self, location: str) -> str:
+        """The file ``location`` names (a kernel, an initrd, a base image), as the
+        hypervisor should be given it; StorageError unless it lies inside one of this
+        host's image pools (after symlinks), whoever asked."""
+        ...
+
     async def import_image(self, image_id: str, *, source: ImageSource, pool: str) -> ImageFile:
         """``<pool>/<image_id>.qcow2`` exists, converted from the source; its size and digest.
 
         Idempotent: an image already there is reported again, never fetched twice. A scheme
-        other than http(s), a path outside ``<pool>/incoming``, or a source with a backing
-        file is refused with StorageError.
+        other than http(s), a path outside ``<pool>/incoming``, a pool that is not one of
+        this host's, or a source with a backing file is refused with StorageError.
         """
         ...
 

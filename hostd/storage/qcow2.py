@@ -11,16 +11,27 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import aiohttp
 import msgspec
+from aiohttp.abc import AbstractResolver
 
-from hostd.storage.port import ImageFile, ImageSource, RootDisk, StorageError
+from hostd.storage.fetch import download
+from hostd.storage.pools import in_pools, pool_dir
+from hostd.storage.port import (
+    ImageFetchFailed,
+    ImageFile,
+    ImageSource,
+    RootDisk,
+    StorageError,
+    UploadStore,
+)
 
+log = logging.getLogger(__name__)
 GIB = 1024**3
 SOURCE_FORMATS = frozenset({"qcow2", "raw"})
 """Only these: a vmdk descriptor (and others) can name host files as its extents."""
@@ -36,11 +47,24 @@ class _Info(msgspec.Struct, rename="kebab"):
 
 class Qcow2Storage:
     def __init__(
-        self, state_dir: Path, *, qemu_img: str = "qemu-img", max_download: int = MAX_DOWNLOAD
+        self,
+        state_dir: Path,
+        *,
+        pools: Sequence[Path] | None = None,
+        qemu_img: str = "qemu-img",
+        max_download: int = MAX_DOWNLOAD,
+        resolver: AbstractResolver | None = None,
+        uploads: UploadStore | None = None,
     ) -> None:
         self.disks = state_dir / "disks"
+        self.pools = tuple(pools) if pools is not None else (state_dir / "images",)
+        """This host's image pool directories: every image file read or written is in one."""
         self.qemu_img = qemu_img
         self.max_download = max_download
+        self.resolver = resolver
+        """Answers host names for imports (None: the system's); tenants' URLs are judged
+        public-only on top of whatever it answers."""
+        self.uploads = uploads
 
     def path(self, instance_id: str) -> Path:
         if not _SAFE_NAME.match(instance_id) or ".." in instance_id:
@@ -131,22 +155,44 @@ class Qcow2Storage:
         final = self._image_path(pool, image_id)
         if final.exists():
             return await self._image_file(final)
-        if (source.url is None) == (source.path is None):
-            raise StorageError("an import needs exactly one of a URL and a path")
+        if sum(given is not None for given in (source.url, source.path, source.upload)) != 1:
+            raise StorageError("an import needs exactly one of a URL, a path and an upload")
         if source.format is not None and source.format not in SOURCE_FORMATS:
             raise StorageError(f"cannot import images of format {source.format!r}")
         final.parent.mkdir(parents=True, exist_ok=True)
-        download = final.with_name(f"{final.name}.download")
+        partial_download = final.with_name(f"{final.name}.download")
         try:
             if source.url is not None:
-                await self._download(source.url, download)
-                origin = download
+                await download(
+                    source.url,
+                    partial_download,
+                    public_only=source.public_only,
+                    max_bytes=self.max_download,
+                    resolver=self.resolver,
+                )
+                origin = partial_download
+            elif source.upload is not None:
+                await self._fetch_upload(source, partial_download)
+                origin = partial_download
             else:
                 origin = self._incoming(pool, source.path or "")
             await self._convert(origin, source.format, final)
         finally:
-            download.unlink(missing_ok=True)
+            partial_download.unlink(missing_ok=True)
+        if source.upload is not None and self.uploads is not None:
+            await self.uploads.discard(source.upload)  # in the pool now: staged no longer
         return await self._image_file(final)
+
+    async def _fetch_upload(self, source: ImageSource, into: Path) -> None:
+        if self.uploads is None:
+            raise ImageFetchFailed("image_upload_missing", "this host has no upload store")
+        try:
+            digest = await self.uploads.fetch(source.upload or "", into)
+        except Exception as error:  # any failure of the store: its words stay in the log
+            log.info("fetching upload %s: %r", source.upload, error)
+            raise ImageFetchFailed("image_upload_missing", "the upload is not staged") from None
+        if source.sha256 is None or digest != source.sha256.lower():
+            raise ImageFetchFailed("image_upload_mismatch", "the staged bytes' SHA-256 differs")
 
     async def export_image(self, instance_id: str, *, image_id: str, pool: str) -> ImageFile:
         final = self._image_path(pool, image_id)
@@ -161,10 +207,14 @@ class Qcow2Storage:
         await self._write_qcow2(disk, "qcow2", final)
         return await self._image_file(final)
 
+    async def image_file(self, location: str) -> str:
+        real = in_pools(location, self.pools)
+        if not real.is_file():
+            raise StorageError(f"{location} is not a file on this host")
+        return str(real)
+
     def _image_path(self, pool: str, image_id: str) -> Path:
-        root = Path(pool)
-        if not root.is_absolute() or ".." in root.parts:
-            raise StorageError(f"image pool {pool!r} is not an absolute directory")
+        root = pool_dir(pool, self.pools)
         if not _SAFE_NAME.match(image_id) or ".." in image_id:
             raise StorageError(f"{image_id!r} cannot name an image file")
         return root / f"{image_id}.qcow2"
@@ -180,28 +230,6 @@ class Qcow2Storage:
             raise StorageError(f"{path} is not a file on this host")
         return real
 
-    async def _download(self, url: str, into: Path) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise StorageError(f"{url!r}: only http:// and https:// URLs are imported")
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
-        written = 0
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.get(url, allow_redirects=False) as response,
-            ):
-                if response.status != 200:
-                    raise StorageError(f"GET {url}: HTTP {response.status}")
-                with into.open("wb") as file:
-                    async for chunk in response.content.iter_chunked(1 << 20):
-                        written += len(chunk)
-                        if written > self.max_download:
-                            raise StorageError(f"{url} is larger than {self.max_download} bytes")
-                        await asyncio.to_thread(file.write, chunk)
-        except (aiohttp.ClientError, TimeoutError) as error:
-            raise StorageError(f"GET {url}: {error or type(error).__name__}") from error
-
     async def _convert(self, origin: Path, source_format: str | None, final: Path) -> None:
         """Check what the source really is, then write it as a standalone qcow2 file."""
         args = ["info", "--output=json"]
@@ -209,17 +237,35 @@ class Qcow2Storage:
             args += ["-f", source_format]
         try:
             info = json.loads(await self._run(*args, str(origin)))
-        except ValueError as error:
-            raise StorageError(f"qemu-img info: {error}") from error
+        except (StorageError, ValueError) as error:
+            # qemu-img's words name host paths and may quote the file: the log keeps them.
+            log.info("qemu-img info %s: %s", origin, error)
+            expected = f"a {source_format} image" if source_format else "a disk image"
+            raise ImageFetchFailed(
+                "image_source_unreadable", f"the source is not {expected}"
+            ) from None
         found = info.get("format")
         if found not in SOURCE_FORMATS:
-            raise StorageError(f"the source is {found!r}, not an image format that is imported")
+            raise ImageFetchFailed(
+                "image_source_format", f"the source is {str(found)[:20]!r}, not qcow2 or raw"
+            )
         data = (info.get("format-specific") or {}).get("data") or {}
         if info.get("backing-filename") or info.get("full-backing-filename"):
-            raise StorageError("the source has a backing file; import a standalone image")
+            raise ImageFetchFailed(
+                "image_source_format", "the source has a backing file; import a standalone image"
+            )
         if data.get("data-file"):
-            raise StorageError("the source has an external data file; import a standalone image")
-        await self._write_qcow2(origin, str(found), final)
+            raise ImageFetchFailed(
+                "image_source_format",
+                "the source has an external data file; import a standalone image",
+            )
+        try:
+            await self._write_qcow2(origin, str(found), final)
+        except StorageError as error:
+            log.info("qemu-img convert %s: %s", origin, error)
+            raise ImageFetchFailed(
+                "image_source_unreadable", "the image could not be converted"
+            ) from None
 
     async def _write_qcow2(self, origin: Path, source_format: str, final: Path) -> None:
         partial = final.with_name(f"{final.name}.part")
@@ -242,9 +288,7 @@ class Qcow2Storage:
     def _base(self, image_location: str) -> Path:
         if image_location.startswith("rbd:"):
             raise StorageError(f"image {image_location} is in Ceph; this host keeps qcow2 files")
-        base = Path(image_location)
-        if not base.is_absolute():
-            raise StorageError(f"image location {image_location} is not an absolute path")
+        base = in_pools(image_location, self.pools)
         if not base.is_file():
             raise StorageError(f"image {image_location} is not on this host")
         return base

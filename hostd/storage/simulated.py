@@ -9,16 +9,26 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from hostd.storage.port import ImageFile, ImageSource, RootDisk, StorageError
+from gateways.public_addresses import literal, refusal
+from hostd.storage.pools import OUTSIDE
+from hostd.storage.port import ImageFetchFailed, ImageFile, ImageSource, RootDisk, StorageError
 
 GIB = 1024**3
 
 
 class SimulatedStorage:
-    def __init__(self, images: Collection[str] | None = None, root: str = "/sim/disks") -> None:
-        """``images`` are the base images this host has; None means every image exists."""
+    def __init__(
+        self,
+        images: Collection[str] | None = None,
+        root: str = "/sim/disks",
+        *,
+        pools: Collection[str] | None = None,
+    ) -> None:
+        """``images`` are the base images this host has; None means every image exists.
+        ``pools`` are its image pool directories; None: any absolute directory is one."""
         self.images = images
         self.root = root
+        self.pools = pools
         self.disks: dict[str, RootDisk] = {}
         self.imports: dict[str, ImageSource] = {}
         """Image location → what it was imported from (nothing is fetched)."""
@@ -45,8 +55,11 @@ class SimulatedStorage:
             if size_gb > disk.size_gb:
                 disk = self.disks[instance_id] = msgspec.structs.replace(disk, size_gb=size_gb)
             return disk
-        if self.images is not None and image_location not in self.images:
-            raise StorageError(f"image {image_location} is not on this host")
+        if image_location.startswith("rbd:"):  # a Ceph image: no file of this host
+            if self.images is not None and image_location not in self.images:
+                raise StorageError(f"image {image_location} is not on this host")
+        else:
+            await self.image_file(image_location)
         if size_gb < 1:
             raise StorageError(f"{instance_id}: a root disk needs at least 1 GB")
         disk = RootDisk(
@@ -64,16 +77,39 @@ class SimulatedStorage:
     async def root_disk(self, instance_id: str) -> RootDisk | None:
         return self.disks.get(instance_id)
 
+    async def image_file(self, location: str) -> str:
+        path = PurePosixPath(location)
+        inside = path.is_absolute() and ".." not in path.parts
+        if inside and self.pools is not None:
+            inside = any(path.is_relative_to(p) and str(path) != p for p in self.pools)
+        if not inside:
+            raise StorageError(f"{OUTSIDE}: {location} is not in an image pool of this host")
+        if self.images is not None and location not in self.images:
+            raise StorageError(f"image {location} is not on this host")
+        return location
+
+    def _pool(self, pool: str) -> str:
+        if self.pools is not None and pool not in self.pools:
+            raise StorageError(f"{OUTSIDE}: {pool} is not an image pool of this host")
+        return pool
+
     async def import_image(self, image_id: str, *, source: ImageSource, pool: str) -> ImageFile:
-        location = _image_location(pool, image_id)
+        location = _image_location(self._pool(pool), image_id)
         if location in self.made:
             return self.made[location]
-        if (source.url is None) == (source.path is None):
-            raise StorageError("an import needs exactly one of a URL and a path")
-        if source.url is not None:
+        if sum(given is not None for given in (source.url, source.path, source.upload)) != 1:
+            raise StorageError("an import needs exactly one of a URL, a path and an upload")
+        if source.upload is not None:
+            if source.sha256 is None:
+                raise ImageFetchFailed("image_upload_mismatch", "no SHA-256 to check")
+        elif source.url is not None:
             parts = urlsplit(source.url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise StorageError(f"{source.url!r}: only http:// and https:// URLs are imported")
+                raise ImageFetchFailed("image_source_invalid", "only http:// and https:// URLs")
+            address = literal(parts.hostname)
+            reason = None if address is None else refusal(address)
+            if source.public_only and reason is not None:
+                raise ImageFetchFailed("image_source_not_public", f"the address is {reason}")
         else:
             path = PurePosixPath(source.path or "")
             incoming = PurePosixPath(pool) / "incoming"
@@ -84,10 +120,10 @@ class SimulatedStorage:
             if self.images is not None and str(path) not in self.images:
                 raise StorageError(f"{source.path} is not a file on this host")
         self.imports[location] = source
-        return self._made(location, source.url or source.path or "", GIB)
+        return self._made(location, source.url or source.path or source.upload or "", GIB)
 
     async def export_image(self, instance_id: str, *, image_id: str, pool: str) -> ImageFile:
-        location = _image_location(pool, image_id)
+        location = _image_location(self._pool(pool), image_id)
         if location in self.made:
             return self.made[location]
         disk = self.disks.get(instance_id)

@@ -104,7 +104,7 @@ async def _image(api: Api, owner: Caller) -> str:
     pool = await create("imp", api, owner)
     response = await owner.post(
         "/v1/images",
-        json={"name": unique("image"), "pool_id": pool, "location": "/images/tiny.qcow2"},
+        json={"name": unique("image"), "pool_id": pool, "size_bytes": 1, "sha256": "0" * 64},
     )
     return str((await api.settled(response))["resource_id"])
 
@@ -131,7 +131,11 @@ async def _compute(api: Api) -> dict[str, str]:
     image = await api.settled(
         await api.admin.post(
             "/v1/admin/images",
-            json={"name": "tiny", "pool_id": pool["resource_id"], "location": "/i/tiny.qcow2"},
+            json={
+                "name": "tiny",
+                "pool_id": pool["resource_id"],
+                "location": "/var/lib/images/tiny.qcow2",
+            },
         )
     )
     world = {
@@ -316,6 +320,7 @@ _BY_NAME: dict[str, Callable[[], Any]] = {
     "password": lambda: "sample-password-1234",
     "owner_password": lambda: "sample-password-1234",
     "currency": lambda: "USD",
+    "sha256": lambda: "0" * 64,
 }
 """Values for fields whose constraints (patterns) a type alone cannot satisfy."""
 

@@ -54,7 +54,7 @@ async def libvirt_host(tmp_path: Path) -> AsyncIterator[Host]:
     compute = LibvirtCompute("test:///default", domain_type="test", graceful_stop_seconds=1)
     layout = HostLayout(tmp_path / "host")
     layout.create()
-    yield Host(HOST, compute, Qcow2Storage(layout.state_dir), layout)
+    yield Host(HOST, compute, Qcow2Storage(layout.state_dir, pools=[tmp_path / "images"]), layout)
     await compute.close()
 
 
@@ -123,12 +123,14 @@ async def test_the_domain_gets_its_disk_nics_and_serial_log(
 ) -> None:
     compute = SimulatedCompute(HOST)
     layout = HostLayout(tmp_path / "host")
-    host = Host(HOST, compute, Qcow2Storage(layout.state_dir), layout)
+    host = Host(HOST, compute, Qcow2Storage(layout.state_dir, pools=[tmp_path / "images"]), layout)
     daemon = await Running(nc, host, bus).start()
     try:
         instance = instance_id()
         macs = ("52:54:00:00:00:01", "52:54:00:00:00:02")
-        spec = guest(image, macs=macs, kernel="/boot/vmlinuz", cmdline="console=ttyS0")
+        kernel = image.parent / "vmlinuz"
+        kernel.write_bytes(b"kernel")
+        spec = guest(image, macs=macs, kernel=str(kernel), cmdline="console=ttyS0")
         await send(nc, bus, command(HOST, instance, Action.ENSURE_RUNNING, spec))
         [outcome] = await wait_outcomes(nc, bus, 1)
         assert outcome.ok, outcome.error
@@ -139,8 +141,45 @@ async def test_the_domain_gets_its_disk_nics_and_serial_log(
             (macs[1], tap_name(instance, 1)),
         ]
         assert all(len(nic.tap) <= 15 for nic in defined.nics)
-        assert (defined.kernel, defined.cmdline) == ("/boot/vmlinuz", "console=ttyS0")
+        assert (defined.kernel, defined.cmdline) == (str(kernel), "console=ttyS0")
         assert defined.serial_log == str(tmp_path / "host" / "serial" / f"{instance}.log")
+    finally:
+        await daemon.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "outside"),
+    [
+        ("image", "/etc/shadow"),
+        ("kernel", "/etc/shadow"),
+        ("initrd", "{pool}/../secret"),
+        ("kernel", "{pool}/link-out"),
+        ("image", "{pool}/link-out"),
+    ],
+)
+async def test_a_step_naming_a_file_outside_the_host_s_pools_is_refused_whoever_sent_it(
+    nc: Client, bus: HostBus, image: Path, tmp_path: Path, field: str, outside: str
+) -> None:
+    """The platform checks registrations; the host does not trust that it did."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host secret")
+    (image.parent / "link-out").symlink_to(secret)  # in the pool, pointing out of it
+    path = outside.replace("{pool}", str(image.parent))
+    compute = SimulatedCompute(HOST)
+    layout = HostLayout(tmp_path / "host")
+    host = Host(HOST, compute, Qcow2Storage(layout.state_dir, pools=[image.parent]), layout)
+    daemon = await Running(nc, host, bus).start()
+    try:
+        instance = instance_id()
+        spec = guest(path) if field == "image" else guest(image, **{field: path})
+        await send(nc, bus, command(HOST, instance, Action.ENSURE_RUNNING, spec))
+        [outcome] = await wait_outcomes(nc, bus, 1)
+        assert not outcome.ok
+        assert (
+            outcome.error == f"image_path_outside_pool: {path} is not in an image pool of this host"
+        )
+        assert instance not in compute.specs
+        assert not (tmp_path / "host" / "disks" / f"{instance}.qcow2").exists()
     finally:
         await daemon.close()
 

@@ -44,9 +44,9 @@ async def storage(
     request: pytest.FixtureRequest, tmp_path: Path, base_image: Path
 ) -> AsyncIterator[StorageDriver]:
     if request.param == "qcow2":
-        yield Qcow2Storage(tmp_path / "state")
+        yield Qcow2Storage(tmp_path / "state", pools=[base_image.parent])
     else:
-        yield SimulatedStorage(images={str(base_image)})
+        yield SimulatedStorage(images={str(base_image)}, pools=[str(base_image.parent)])
 
 
 async def test_a_root_disk_is_made_from_the_image_at_the_asked_size(
@@ -127,7 +127,7 @@ async def test_deleting_is_idempotent(storage: StorageDriver, base_image: Path) 
 async def test_qcow2_disks_are_overlays_backed_by_the_image(
     tmp_path: Path, base_image: Path
 ) -> None:
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     disk = await storage.ensure_root_disk(
         "i-six", image_location=str(base_image), image_format="qcow2", size_gb=4
     )
@@ -144,7 +144,7 @@ async def test_qcow2_disks_are_overlays_backed_by_the_image(
 
 
 async def test_qcow2_refuses_disk_files_outside_its_directory(tmp_path: Path) -> None:
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     with pytest.raises(StorageError):
         await storage.delete_root_disk("../etc/passwd")
 
@@ -182,9 +182,12 @@ async def importer(
     request: pytest.FixtureRequest, tmp_path: Path, base_image: Path, pool: Path
 ) -> AsyncIterator[StorageDriver]:
     if request.param == "qcow2":
-        yield Qcow2Storage(tmp_path / "state")
+        yield Qcow2Storage(tmp_path / "state", pools=[base_image.parent, pool])
     else:
-        yield SimulatedStorage(images={str(base_image), str(pool / "incoming" / "disk.raw")})
+        yield SimulatedStorage(
+            images={str(base_image), str(pool / "incoming" / "disk.raw")},
+            pools=[str(base_image.parent), str(pool)],
+        )
 
 
 both = pytest.mark.parametrize("importer", ["qcow2", "simulated"], indirect=True)
@@ -194,7 +197,7 @@ both = pytest.mark.parametrize("importer", ["qcow2", "simulated"], indirect=True
 async def test_an_image_is_imported_from_a_url_once(
     importer: StorageDriver, pool: Path, served: str
 ) -> None:
-    source = ImageSource(url=f"{served}/disk.raw", format="raw")
+    source = ImageSource(url=f"{served}/disk.raw", format="raw", public_only=False)
     made = await importer.import_image("img-one", source=source, pool=str(pool))
     assert made.location == str(pool / "img-one.qcow2")
     assert made.format == "qcow2" and made.size_bytes > 0
@@ -219,6 +222,8 @@ async def test_an_image_is_imported_from_the_incoming_directory(
     [
         ImageSource(url="file:///etc/passwd"),
         ImageSource(url="ftp://127.0.0.1/disk.raw"),
+        ImageSource(url="http://127.0.0.1:9/disk.raw"),
+        ImageSource(url="http://[::ffff:169.254.169.254]/latest/meta-data"),
         ImageSource(path="/etc/passwd"),
         ImageSource(path="{pool}/incoming/../../etc/passwd"),
         ImageSource(),
@@ -252,18 +257,20 @@ async def test_a_root_disk_is_exported_as_an_image(
 async def test_qcow2_converts_a_downloaded_image_to_a_standalone_qcow2(
     tmp_path: Path, pool: Path, served: str
 ) -> None:
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     made = await storage.import_image(
-        "img-five", source=ImageSource(url=f"{served}/disk.raw"), pool=str(pool)
+        "img-five", source=ImageSource(url=f"{served}/disk.raw", public_only=False), pool=str(pool)
     )
     info = _qemu_info(made.location)
     assert info["format"] == "qcow2" and "backing-filename" not in info
     assert info["virtual-size"] == 2 * 1024**2 == made.virtual_size_bytes
     assert (made.size_bytes, made.sha256) == _measured(made.location)
     assert _listing(pool) == ["img-five.qcow2", "incoming"]
-    with pytest.raises(StorageError, match="HTTP 404"):
+    with pytest.raises(StorageError, match=r"^image_source_http_error: HTTP 404$"):
         await storage.import_image(
-            "img-six", source=ImageSource(url=f"{served}/absent.raw"), pool=str(pool)
+            "img-six",
+            source=ImageSource(url=f"{served}/absent.raw", public_only=False),
+            pool=str(pool),
         )
     assert _listing(pool) == ["img-five.qcow2", "incoming"]
 
@@ -295,10 +302,10 @@ async def test_qcow2_refuses_a_source_with_a_backing_file(
     tmp_path: Path, pool: Path, served: str, sneaky: Path
 ) -> None:
     """A qcow2 backed by a host file would copy that file into the tenant's image."""
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     for source in (
-        ImageSource(url=f"{served}/{sneaky.name}"),
-        ImageSource(url=f"{served}/{sneaky.name}", format="qcow2"),
+        ImageSource(url=f"{served}/{sneaky.name}", public_only=False),
+        ImageSource(url=f"{served}/{sneaky.name}", format="qcow2", public_only=False),
         ImageSource(path=str(sneaky)),
     ):
         with pytest.raises(StorageError, match="backing file"):
@@ -307,10 +314,44 @@ async def test_qcow2_refuses_a_source_with_a_backing_file(
 
 
 async def test_qcow2_exports_are_flattened(tmp_path: Path, pool: Path, base_image: Path) -> None:
-    storage = Qcow2Storage(tmp_path / "state")
+    storage = Qcow2Storage(tmp_path / "state", pools=[tmp_path / "images", tmp_path / "pool"])
     await storage.ensure_root_disk(
         "i-eight", image_location=str(base_image), image_format="qcow2", size_gb=1
     )
     made = await storage.export_image("i-eight", image_id="img-eight", pool=str(pool))
     info = _qemu_info(made.location)
     assert info["format"] == "qcow2" and "backing-filename" not in info
+
+
+@both
+async def test_only_files_and_pools_of_the_host_s_own_pools_are_used(
+    importer: StorageDriver, pool: Path, base_image: Path, tmp_path: Path
+) -> None:
+    assert await importer.image_file(str(base_image)) == str(base_image)
+    for outside in ("/etc/shadow", f"{pool}/../secret", str(pool), "relative/file"):
+        with pytest.raises(StorageError, match=r"^image_path_outside_pool: "):
+            await importer.image_file(outside)
+        with pytest.raises(StorageError, match=r"^image_path_outside_pool: "):
+            await importer.ensure_root_disk(
+                "i-out", image_location=outside, image_format="qcow2", size_gb=1
+            )
+    assert await importer.root_disk("i-out") is None
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    source = ImageSource(path=str(pool / "incoming" / "disk.raw"))
+    with pytest.raises(StorageError, match=r"^image_path_outside_pool: "):
+        await importer.import_image("img-out", source=source, pool=str(elsewhere))
+    assert not list(elsewhere.iterdir())
+
+
+async def test_qcow2_follows_symlinks_before_judging_a_path(
+    tmp_path: Path, pool: Path, base_image: Path
+) -> None:
+    storage = Qcow2Storage(tmp_path / "state", pools=[pool])
+    (pool / "to-base").symlink_to(base_image)  # in the pool, a file outside it
+    with pytest.raises(StorageError, match=r"^image_path_outside_pool: "):
+        await storage.image_file(str(pool / "to-base"))
+    (pool / "inside.qcow2").symlink_to(pool / "incoming" / "disk.raw")
+    assert await storage.image_file(str(pool / "inside.qcow2")) == str(
+        pool / "incoming" / "disk.raw"
+    )

@@ -144,6 +144,7 @@ async def test_a_real_guest_boots_stops_and_is_deleted(
         libvirt_domain_type="qemu",  # TCG: nested KVM here hangs guests (INFRA-NOTES)
         state_dir=tmp_path,
         host_state_dir=host_dir,
+        host_image_pools=(guest.disk.parent,),
     )
     owner = await api.tenant("qemu")
     instance_id = ""

@@ -121,6 +121,7 @@ async def booted_guest(
         libvirt_domain_type="qemu",
         state_dir=state_dir,
         host_state_dir=host_dir,
+        host_image_pools=(guest.disk.parent,),
     )
     owner = await api.tenant(tenant)
     instance_id = ""
@@ -174,20 +175,36 @@ async def test_console_and_reinstall_of_a_real_guest(
         # root disk is made afresh on that image's file.
         disk = host_dir / "disks" / f"{instance_id}.qcow2"
         assert backing_of(disk) == str(guest.disk)
-        copy = host_dir / "images" / "busybox-copy.qcow2"
-        copy.parent.mkdir()
-        shutil.copyfile(guest.disk, copy)
-        copy.parent.chmod(0o755)
-        copy.chmod(0o644)
+        # Its files are in a pool of their own (the host's own ``<state>/images``): an
+        # image's disk, kernel and initrd are all files of the image's pool.
+        copies = host_dir / "images"
+        copies.mkdir()
+        for made in (guest.disk, guest.kernel, guest.initrd):
+            shutil.copyfile(made, copies / made.name)
+            (copies / made.name).chmod(0o644)
+        copies.chmod(0o755)
+        copy = copies / "busybox-copy.qcow2"
+        (copies / guest.disk.name).rename(copy)
+        first_pool = await (await api.admin.get(f"/v1/admin/image-pools/{booted.pool_id}")).json()
+        copies_pool = await create(
+            api,
+            "/v1/admin/image-pools",
+            {
+                "region_id": first_pool["region_id"],
+                "name": "copies",
+                "backend": "qcow2",
+                "location": str(copies),
+            },
+        )
         other = await create(
             api,
             "/v1/admin/images",
             {
                 "name": "busybox-copy",
-                "pool_id": booted.pool_id,
+                "pool_id": copies_pool,
                 "location": str(copy),
-                "kernel": str(guest.kernel),
-                "initrd": str(guest.initrd),
+                "kernel": str(copies / guest.kernel.name),
+                "initrd": str(copies / guest.initrd.name),
                 "cmdline": guest.cmdline,
             },
         )

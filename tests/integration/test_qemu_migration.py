@@ -102,7 +102,12 @@ async def test_a_running_guest_migrates_to_another_libvirtd(
     )
     _, image_id = await register_guest(api, world.region_id, guest)
     # TCG: nested KVM here hangs guests (INFRA-NOTES).
-    base = Settings(host_driver="libvirt", libvirt_domain_type="qemu", state_dir=tmp_path)
+    base = Settings(
+        host_driver="libvirt",
+        libvirt_domain_type="qemu",
+        state_dir=tmp_path,
+        host_image_pools=(guest.disk.parent,),
+    )
     on_a = msgspec.structs.replace(
         base,
         libvirt_uri=libvirt_uri,
