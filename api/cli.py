@@ -69,9 +69,12 @@ async def _run_all(settings: Settings) -> None:
                 await run_hostd(nats_url, settings.host_id, stop, settings)
                 return
             starter = await _first_start(platform, await serving)
+            # The built-in host reads the starter image from where make run built it.
+            pools = (*settings.host_image_pools, settings.starter_image_dir)
+            host_settings = msgspec.structs.replace(settings, host_image_pools=pools)
             await asyncio.gather(
                 run_hostd(
-                    nats_url, settings.host_id, stop, settings, join_token=starter.join_token
+                    nats_url, settings.host_id, stop, host_settings, join_token=starter.join_token
                 ),
                 _announce_when_joined(platform, starter),
             )
