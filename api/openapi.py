@@ -30,7 +30,11 @@ _ERRORS = {
     413: ("ContentTooLarge", "The body is larger than the API accepts"),
     415: ("UnsupportedMediaType", "The body is not application/json"),
     422: ("Unprocessable", "Malformed parameters or body, or a reused Idempotency-Key"),
-    503: ("NotYetVisible", "Reads have not reached the requested position yet; retry shortly"),
+    503: (
+        "NotYetVisible",
+        "Reads have not reached the requested position yet (not_yet_visible), or the event "
+        "store cannot be reached (store_unavailable, with Retry-After); retry shortly",
+    ),
 }
 _POSITION = {"type": "integer"}
 """Any integer; one not reached yet waits (bounded), then answers 503."""
@@ -163,6 +167,8 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
         errors.add(412)
     if reads_model(endpoint):
         errors |= {422, 503}
+    if not endpoint.public or endpoint.mutation:
+        errors.add(503)  # it reads or writes the store: store_unavailable when it is away
     return sorted(errors)
 
 

@@ -89,6 +89,15 @@ async def test_reads_and_commands_answer_503_while_the_store_is_away(
     assert made.status == 202
     operation_id = (await made.json())["operation_id"]
 
+    document = await (await api.client.get("/v1/openapi.json")).json()
+    for path, method in (
+        ("/v1/projects", "get"),
+        ("/v1/projects", "post"),
+        ("/v1/operations/{id}", "get"),
+        ("/v1/auth/login", "post"),
+    ):
+        assert "503" in document["paths"][path][method]["responses"], (path, method)
+
     await proxy.cut()
     for response in (
         await owner.get("/v1/projects"),
