@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -17,8 +18,8 @@ from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
 from domain.metadata import Actor, ActorKind, CommandContext
 from gateways.eventstore.unavailable import store_unavailable
+from projections.checkpoints import Checkpoints
 from projections.resources.queries import DOCUMENTS, Document, Page
-from projections.runner import wait_for_position
 
 if TYPE_CHECKING:
     from api.bootstrap import Platform
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 MIN_POSITION_HEADER = "X-Scloud-Min-Position"
 POSITION_HEADER = "X-Scloud-Position"
 READ_YOUR_WRITES_TIMEOUT = 10.0
+POLL_FIRST = 0.002
+POLL_MOST = 0.05
+"""Seconds between two looks at a projection's checkpoint while waiting for it."""
 
 
 class NotYetVisible(DomainError):
@@ -192,16 +196,24 @@ class Call:
         await self.reach(projection, position)
 
     async def reach(self, projection: str, position: int) -> None:
-        """Wait (bounded) until ``projection`` has applied ``position``, or answer 503."""
-        reached = await wait_for_position(
-            self.platform.store.pool,
-            self.platform.settings.schema,
-            projection,
-            position,
-            READ_YOUR_WRITES_TIMEOUT,
-        )
-        if not reached:
-            raise NotYetVisible(f"position {position} is not yet visible; retry shortly")
+        """Wait (bounded) until ``projection`` has applied ``position``, or answer 503.
+
+        Polled, with a growing pause, rather than LISTENed for: every finished operation
+        and every lagging read by id may wait here, and a connection held per waiter would
+        empty the pool the appends and the projections themselves need, under the very
+        load that makes the read models lag.
+        """
+        pool = self.platform.store.pool
+        checkpoints = Checkpoints(self.platform.settings.schema)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READ_YOUR_WRITES_TIMEOUT
+        pause = POLL_FIRST
+        while await checkpoints.read(pool, projection) < position:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise NotYetVisible(f"position {position} is not yet visible; retry shortly")
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, POLL_MOST)
 
     async def current_document(self, resource_id: str) -> Document | None:
         """The resource's document, holding at least its last write in the store.
