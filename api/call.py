@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -18,7 +19,8 @@ from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.identity.permissions import Principal, decide
 from domain.identity.project_scope import outside_projects
 from domain.metadata import Actor, ActorKind, CommandContext
-from projections.resources.queries import Document, Page
+from gateways.eventstore.unavailable import store_unavailable
+from projections.resources.queries import DOCUMENTS, Document, Page
 from projections.runner import wait_for_position
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from api.routing import Endpoint
 
 _json = msgspec.json.Encoder()
+log = logging.getLogger(__name__)
 MIN_POSITION_HEADER = "X-Scloud-Min-Position"
 POSITION_HEADER = "X-Scloud-Position"
 READ_YOUR_WRITES_TIMEOUT = 10.0
@@ -176,9 +179,23 @@ class Call:
                     foreign=True,
                 )
             raise failed.error from None
-        # The caller may sign in with what it just created: make our own cache current.
-        await self.platform.identity.catch_up(self.platform.store, outcome.position)
+        await self._caught_up(outcome)
         return outcome
+
+    async def _caught_up(self, outcome: Outcome) -> None:
+        """Make our identity cache current: the caller may sign in with what it just made.
+
+        The command has committed by now, so a failure here (the store went away in
+        between) must not turn its success into an error: the answer stands, and the
+        cache's follower applies the events once the store is back.
+        """
+        try:
+            await self.platform.identity.catch_up(self.platform.store, outcome.position)
+        except Exception as error:
+            if store_unavailable(error):
+                log.warning("committed at %d, cache behind: %s", outcome.position, error)
+            else:
+                log.exception("committed at %d, cache behind", outcome.position)
 
     def if_match(self) -> int | None:
         given = self.request.headers.get("If-Match")
@@ -191,7 +208,7 @@ class Call:
 
     # -- reading ---------------------------------------------------------------------
 
-    async def read_your_writes(self, projection: str = "resource_documents") -> None:
+    async def read_your_writes(self, projection: str = DOCUMENTS) -> None:
         """Wait (bounded) until ``projection`` includes the position the caller names."""
         given = self.request.query.get("min_position") or self.request.headers.get(
             MIN_POSITION_HEADER
@@ -202,6 +219,14 @@ class Call:
             position = int(given)
         except ValueError:
             raise ValidationFailed("min_position must be an integer") from None
+        await self.reach(projection, position)
+
+    async def reach(self, projection: str, position: int) -> None:
+        """Wait (bounded) until ``projection`` has applied ``position``, or answer 503.
+
+        Every finished operation and every lagging read by id may wait here, so waiting
+        holds no connection: ``wait_for_position`` shares one listener per process.
+        """
         reached = await wait_for_position(
             self.platform.store.pool,
             self.platform.settings.schema,
@@ -212,10 +237,26 @@ class Call:
         if not reached:
             raise NotYetVisible(f"position {position} is not yet visible; retry shortly")
 
+    async def current_document(self, resource_id: str) -> Document | None:
+        """The resource's document, holding at least its last write in the store.
+
+        Whoever wrote it and whoever reads: a tenant reading an image another tenant has
+        just shared, an admin acting on a webhook a tenant has just made. A document
+        behind its stream waits (bounded) for the read model, instead of answering 404
+        or an old state; a current one costs one indexed lookup more.
+        """
+        await self.read_your_writes()
+        pool = self.platform.store.pool
+        found = await self.platform.documents.get(pool, resource_id)
+        latest = await self.platform.store.position_of(resource_id)
+        if latest and (found is None or found.position < latest):
+            await self.reach(DOCUMENTS, latest)
+            found = await self.platform.documents.get(pool, resource_id)
+        return found
+
     async def document(self, resource_id: str, kind: str, action: str) -> Document:
         """The caller's own resource, or 404: another tenant's looks like a missing one."""
-        await self.read_your_writes()
-        found = await self.platform.documents.get(self.platform.store.pool, resource_id)
+        found = await self.current_document(resource_id)
         if found is None or found.kind != kind:
             raise NotFound(f"{resource_id} does not exist", resource_id=resource_id)
         reason = self.check(action, tenant_id=found.tenant_id, project_id=found.project_id)

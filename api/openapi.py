@@ -41,7 +41,11 @@ _ERRORS = {
         "TooManyRequests",
         "Too many failed sign-ins, requests of one tenant, or builds behind: see Retry-After",
     ),
-    503: ("NotYetVisible", "Reads have not reached the requested position yet; retry shortly"),
+    503: (
+        "NotYetVisible",
+        "Reads have not reached the requested position yet (not_yet_visible), or the event "
+        "store cannot be reached (store_unavailable, with Retry-After); retry shortly",
+    ),
 }
 _POSITION = {"type": "integer"}
 """Any integer; one not reached yet waits (bounded), then answers 503."""
@@ -160,6 +164,8 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
         errors.add(412)
     if reads_model(endpoint):
         errors |= {422, 503}
+    if not endpoint.public or endpoint.mutation:
+        errors.add(503)  # it reads or writes the store: store_unavailable when it is away
     return sorted(errors)
 
 

@@ -10,12 +10,15 @@ import msgspec
 from aiohttp import web
 
 from domain.errors import DomainError
+from gateways.eventstore.unavailable import store_unavailable
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 _encoder = msgspec.json.Encoder()
 REQUEST_ID_HEADER = "X-Request-Id"
+STORE_RETRY_AFTER_SECONDS = 2
+"""What a caller is told to wait when PostgreSQL is away: a restart or failover is seconds."""
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -116,10 +119,22 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = problem_response(request, error.status, code, error.reason, error.text)
         if "Allow" in error.headers:  # a 405 must say which methods the path has (RFC 9110)
             response.headers["Allow"] = error.headers["Allow"]
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        response = problem_response(
-            request, 500, "internal_error", "Internal Server Error", "the error was logged"
-        )
+    except Exception as error:
+        if not store_unavailable(error):
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = problem_response(
+                request, 500, "internal_error", "Internal Server Error", "the error was logged"
+            )
+        else:
+            # The caller is not at fault and nothing of ours is broken: one line, no trace.
+            log.warning("store unavailable on %s %s: %s", request.method, request.path, error)
+            response = problem_response(
+                request,
+                503,
+                "store_unavailable",
+                "Service Unavailable",
+                "the event store cannot be reached; retry shortly",
+            )
+            response.headers["Retry-After"] = str(STORE_RETRY_AFTER_SECONDS)
     response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
     return response

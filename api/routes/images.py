@@ -368,7 +368,7 @@ async def list_images(call: Call) -> web.Response:
 )
 async def get_image(call: Call) -> web.Response:
     image_id = call.request.match_info["id"]
-    document = await call.platform.documents.get(call.platform.store.pool, image_id)
+    document = await call.current_document(image_id)
     me = call.me
     visible = (
         document is not None

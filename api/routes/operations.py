@@ -13,9 +13,13 @@ from api.routing import Router
 from domain.errors import DomainError, NotFound
 from domain.operations.operation import Operation
 from gateways.waiting import wait_any
+from projections.audit.log import AuditLog
+from projections.resources.queries import DOCUMENTS
 
 router = Router()
 MAX_WAIT_SECONDS = 60.0
+READ_MODELS = (DOCUMENTS, AuditLog.name)
+"""What a finished operation waits for: resources by id and in lists, and the audit log."""
 
 
 class OperationQuery(msgspec.Struct, kw_only=True):
@@ -64,8 +68,23 @@ async def get_operation(call: Call) -> web.Response:
                 if operation.done:
                     break
                 await wait_any(appended, timeout=max(0.0, deadline - loop.time()))
+    if operation.done:
+        await _readable(call, operation)
     view: dict[str, Any] = operation.view()
     return json_response(view, headers={"ETag": f'"{operation.version}"'})
+
+
+async def _readable(call: Call, operation: Operation) -> None:
+    """Report an operation finished only once the read models hold all it wrote.
+
+    The operation is read from the store, the resources from the read models: without
+    this, ``succeeded`` could reach a caller before its resource does, and another
+    principal who is told of it (and knows no position) would read a 404. Everything
+    the operation wrote was committed at or before its last event.
+    """
+    position = await call.platform.store.position_of(operation.id)
+    for projection in READ_MODELS:
+        await call.reach(projection, position)
 
 
 async def _visible(call: Call, operation_id: str) -> Operation:

@@ -110,8 +110,14 @@ async def webhook_of(unit: UnitOfWork, webhook_id: str, tenant_id: str | None) -
 
 
 async def _with_secret(call: Call, outcome: Outcome) -> web.Response:
-    """Answer with the webhook's current secret, derived again: it is stored nowhere."""
+    """Answer with the webhook's current secret, derived again: it is stored nowhere.
+
+    A first answer has it from the decision itself (no read after the write, which could
+    fail after the commit); a repeat of the request derives it from the webhook.
+    """
     assert outcome.resource_id is not None
+    if "secret" in outcome.body:
+        return call.accepted(outcome)
     webhook = await call.platform.repository.get(outcome.resource_id, Webhook)
     secrets = webhook_secrets(call.platform.settings)
     outcome.body = {**outcome.body, "secret": secrets.secret(webhook.id, webhook.secret_salt)}
@@ -145,7 +151,10 @@ async def create_webhook(call: Call) -> web.Response:
             paused=body.paused,
         )
         unit.add(webhook)
-        return Decided(resource_id=webhook.id)
+        return Decided(
+            resource_id=webhook.id,
+            secrets={"secret": secrets.secret(webhook.id, webhook.secret_salt)},
+        )
 
     return await _with_secret(call, await call.execute(decide, tenant_id=tenant_id))
 
@@ -291,7 +300,10 @@ async def rotate_secret(call: Call) -> web.Response:
     async def decide(unit: UnitOfWork) -> Decided:
         webhook = await webhook_of(unit, webhook_id, tenant_id)
         webhook.rotate_secret(secrets.new_salt(), secrets.key_id)
-        return Decided(resource_id=webhook.id)
+        return Decided(
+            resource_id=webhook.id,
+            secrets={"secret": secrets.secret(webhook.id, webhook.secret_salt)},
+        )
 
     return await _with_secret(call, await call.execute(decide, tenant_id=tenant_id))
 

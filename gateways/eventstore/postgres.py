@@ -26,6 +26,7 @@ from gateways.eventstore.schema import (
     ensure_schema,
     notify_channel,
 )
+from gateways.eventstore.unavailable import connect
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 8.0
@@ -85,6 +86,10 @@ class PostgresEventStore:
             "AND notification_id <= $3 ORDER BY tenant_id, notification_id LIMIT $2"
         )
         self._sql_last = f"SELECT coalesce(max(notification_id), 0) FROM {s}.{t}"
+        self._sql_position_of = (
+            f"SELECT notification_id FROM {s}.{t} WHERE originator_id = $1 "
+            "ORDER BY originator_version DESC LIMIT 1"
+        )
         self._sql_put_snapshot = (
             f"INSERT INTO {s}.{SNAPSHOTS_TABLE} (originator_id, originator_version, topic, "
             "state) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
@@ -111,7 +116,7 @@ class PostgresEventStore:
         cls, dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10, **kwargs: Any
     ) -> PostgresEventStore:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, reset=_nothing_to_reset
+            dsn, min_size=min_size, max_size=max_size, reset=_nothing_to_reset, connect=connect
         )
         assert pool is not None
         async with pool.acquire() as conn:
@@ -204,6 +209,12 @@ class PostgresEventStore:
     async def last_position(self) -> int:
         value = await self.pool.fetchval(self._sql_last)
         return int(value)
+
+    async def position_of(self, originator_id: str) -> int:
+        """The position of the stream's last event (0 for a stream with none): where a
+        reader must have got to for everything written to it to be in what it reads."""
+        value = await self.pool.fetchval(self._sql_position_of, originator_id)
+        return 0 if value is None else int(value)
 
     @contextlib.asynccontextmanager
     async def appended(self) -> AsyncIterator[asyncio.Event]:

@@ -16,6 +16,7 @@ from domain.errors import NotFound
 from domain.metadata import CommandContext
 from gateways.eventstore.postgres import PostgresEventStore
 from gateways.eventstore.records import AppendRequest, AppendResult, NewEvent
+from gateways.eventstore.schema import SNAPSHOT_TOPIC
 from gateways.eventstore.transcoder import MsgspecTranscoder
 
 A = TypeVar("A", bound=BaseAggregate[Any])
@@ -40,14 +41,7 @@ class Repository:
         start: Any = None
         snapshot, events = await self.store.read_latest(aggregate_id)
         if snapshot is not None:
-            version, topic, state = snapshot
-            start = Snapshot(
-                originator_id=aggregate_id,
-                originator_version=version,
-                timestamp=Snapshot.create_timestamp(),
-                topic=topic,
-                state=self.transcoder.decode(state),
-            ).mutate(None)
+            start = self._thaw(aggregate_id, *snapshot)
         if start is None and not events:
             raise NotFound(f"{aggregate_id} does not exist", resource_id=aggregate_id)
         aggregate = start
@@ -122,13 +116,30 @@ class Repository:
                 await self._snapshot(aggregate)
         return appended
 
+    def _thaw(self, aggregate_id: str, version: int, topic: str, state: bytes) -> Any:
+        if topic == SNAPSHOT_TOPIC:
+            taken = self.mapper.to_domain_event(StoredEvent(aggregate_id, version, topic, state))
+            return taken.mutate(None)  # type: ignore[attr-defined]
+        # Written before snapshots took the library's form: the aggregate's own topic and
+        # state (ensure_schema drops these; one may still come from an older process).
+        return Snapshot(
+            originator_id=aggregate_id,
+            originator_version=version,
+            timestamp=Snapshot.create_timestamp(),
+            topic=topic,
+            state=self.transcoder.decode(state),
+        ).mutate(None)
+
     async def _snapshot(self, aggregate: BaseAggregate[Any]) -> None:
         # Only an optimisation: the command has committed, so a snapshot that cannot be
         # written must not turn its success into an error.
         try:
-            taken = Snapshot.take(aggregate)
-            state = self.transcoder.encode(taken.state)
-            await self.store.write_snapshot(aggregate.id, aggregate.version, taken.topic, state)
+            # The library's own form (its mapper, the Snapshot event's topic, the taken
+            # state inside), so that a stock Application with snapshotting on reads it.
+            stored = self.mapper.to_stored_event(Snapshot.take(aggregate))
+            await self.store.write_snapshot(
+                aggregate.id, stored.originator_version, stored.topic, stored.state
+            )
         except Exception:
             log.warning("no snapshot of %s at v%d", aggregate.id, aggregate.version, exc_info=True)
 

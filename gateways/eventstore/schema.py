@@ -11,10 +11,16 @@ from __future__ import annotations
 import re
 
 import asyncpg
+from eventsourcing.utils import get_topic
+
+from domain.aggregate import Snapshot
 
 EVENTS_TABLE = "scloud_events"
 SNAPSHOTS_TABLE = "scloud_snapshots"
 COMMANDS_TABLE = "scloud_commands"
+SNAPSHOT_TOPIC = get_topic(Snapshot)
+"""The topic of every snapshot row: the library's form, an event of our ``Snapshot`` class
+(whose state holds the aggregate's topic and state), so a stock reader can load it."""
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
 
@@ -58,6 +64,9 @@ CREATE TABLE IF NOT EXISTS {s}.{SNAPSHOTS_TABLE} (
     state bytea,
     PRIMARY KEY (originator_id, originator_version)
 );
+-- Snapshots are an optimisation only: those written in the form used before the library's
+-- (the aggregate's own topic) are dropped, since a stock reader cannot load them.
+DELETE FROM {s}.{SNAPSHOTS_TABLE} WHERE topic IS DISTINCT FROM '{SNAPSHOT_TOPIC}';
 CREATE TABLE IF NOT EXISTS {s}.{COMMANDS_TABLE} (
     command_id text PRIMARY KEY,
     fingerprint bytea NOT NULL,
