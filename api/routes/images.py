@@ -12,7 +12,7 @@ from api.listing import Accepted, ListQuery, list_kind
 from api.routing import Router
 from api.services import compute, images, references
 from api.services.executor import Decided
-from api.services.unit_of_work import UnitOfWork, other_tenants
+from api.services.unit_of_work import PreconditionFailed, UnitOfWork, other_tenants
 from api.text import Body, Name
 from api.uploads import OCTET_STREAM, received
 from domain.compute.image import (
@@ -166,7 +166,7 @@ async def publish_image(call: Call) -> web.Response:
     return call.accepted(await call.execute(decide, tenant_id=None))
 
 
-class CreateImage(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateImage(Body, kw_only=True, forbid_unknown_fields=True):
     """A private image whose bytes the tenant uploads next (``PUT /v1/images/{id}/file``):
     of exactly ``size_bytes`` bytes with this SHA-256, within an hour."""
 
@@ -232,7 +232,14 @@ async def upload_image_file(call: Call) -> web.Response:
     image_id = call.request.match_info["id"]
     document = await call.document(image_id, "img", "compute:image:create")
     platform = call.platform
-    expected = (await platform.repository.get(image_id, Image)).expected_upload
+    image = await platform.repository.get(image_id, Image)
+    wanted = call.if_match()
+    if wanted is not None and wanted != image.version:
+        # Before the bytes: a stale If-Match must not cost the caller the whole upload.
+        raise PreconditionFailed(
+            f"{image_id} is at version {image.version}, not {wanted}", resource_id=image_id
+        )
+    expected = image.expected_upload
     if expected is None:
         raise InvalidState("the image is not waiting for an upload", image_id=image_id)
     staging = platform.settings.state_dir / "uploads"

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import secrets
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import pytest
 from gateways.starter_image import cache_dir
 from tests.integration.conftest import drop_schema
 from tests.support.ports import port_outside_ephemeral_range
+from tests.support.scloud_process import start_scloud_run
 
 REPO = Path(__file__).resolve().parents[2]
 UP_BUDGET = 240.0
@@ -47,31 +45,22 @@ async def scloud_run(
 ) -> AsyncIterator[Platform]:
     port = port_outside_ephemeral_range()
     tag = secrets.token_hex(4)
-    env = {name: value for name, value in os.environ.items() if not name.startswith("SCLOUD_")}
-    env |= {
-        "PYTHONPATH": str(REPO),
-        "SCLOUD_STATE_DIR": str(state_dir),
-        "SCLOUD_DATABASE_URL": database_url,
-        "SCLOUD_NATS_URL": nats_url,
-        "SCLOUD_SCHEMA": schema,
-        "SCLOUD_STREAM": f"FIRST_{tag.upper()}",
-        "SCLOUD_SUBJECT_PREFIX": f"first-{tag}",
-        "SCLOUD_HOST_REGISTER_SUBJECT": f"hosts.register.first-{tag}",
-        "SCLOUD_API_PORT": str(port),
-        "SCLOUD_HOST_DRIVER": "simulated",
-        "SCLOUD_STARTER_IMAGE_DIR": str(cache_dir()),
-        "SCLOUD_BILLING_SETTLE_SECONDS": "0",
-    }
-    log = state_dir.parent / f"{state_dir.name}.log"
-    with log.open("ab") as err:
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "api.cli", "run"),
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-        )
+    process, log = await start_scloud_run(
+        state_dir,
+        {
+            "SCLOUD_DATABASE_URL": database_url,
+            "SCLOUD_NATS_URL": nats_url,
+            "SCLOUD_SCHEMA": schema,
+            "SCLOUD_STREAM": f"FIRST_{tag.upper()}",
+            "SCLOUD_SUBJECT_PREFIX": f"first-{tag}",
+            "SCLOUD_HOST_REGISTER_SUBJECT": f"hosts.register.first-{tag}",
+            "SCLOUD_API_PORT": str(port),
+            "SCLOUD_HOST_DRIVER": "simulated",
+            "SCLOUD_STARTER_IMAGE_DIR": str(cache_dir()),
+            "SCLOUD_BILLING_SETTLE_SECONDS": "0",
+        },
+        append_log=True,
+    )
     assert process.stdout is not None
     lines: list[str] = []
     try:

@@ -14,7 +14,6 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from gateways.embedded.libvirtd import running_here
 from gateways.settings import Settings
 from tests.support.libvirtd import URI, LibvirtdUnavailable, answers, running_libvirtd
 from tests.support.ports import port_outside_ephemeral_range
+from tests.support.scloud_process import start_scloud_run
 
 REPO = Path(__file__).resolve().parents[2]
 UP_BUDGET = 180.0
@@ -81,29 +81,19 @@ def libvirt_client_pids() -> set[int]:
 @contextlib.asynccontextmanager
 async def scloud_run(state_dir: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     """``scloud run`` with the libvirt driver on qemu:///system, up; SIGINT on the way out."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("SCLOUD_")}
-    env |= {
-        "PYTHONPATH": str(REPO),
-        "SCLOUD_STATE_DIR": str(state_dir),
-        "SCLOUD_API_PORT": str(port_outside_ephemeral_range()),
-        "SCLOUD_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-        "SCLOUD_HOST_ID": f"lv-{secrets.token_hex(4)}",
-        "SCLOUD_HOST_DRIVER": "libvirt",
-        "SCLOUD_LIBVIRT_URI": URI,
-        "SCLOUD_BILLING_SETTLE_SECONDS": "0",
-        # The local cloud of a first start is tested on its own (test_first_start.py).
-        "SCLOUD_FIRST_START": "0",
-    }
-    log = state_dir.parent / f"{state_dir.name}.log"
-    with log.open("wb") as err:
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "api.cli", "run"),
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=err,
-        )
+    process, log = await start_scloud_run(
+        state_dir,
+        {
+            "SCLOUD_API_PORT": str(port_outside_ephemeral_range()),
+            "SCLOUD_ADMIN_PASSWORD": secrets.token_urlsafe(12),
+            "SCLOUD_HOST_ID": f"lv-{secrets.token_hex(4)}",
+            "SCLOUD_HOST_DRIVER": "libvirt",
+            "SCLOUD_LIBVIRT_URI": URI,
+            "SCLOUD_BILLING_SETTLE_SECONDS": "0",
+            # The local cloud of a first start is tested on its own (test_first_start.py).
+            "SCLOUD_FIRST_START": "0",
+        },
+    )
     assert process.stdout is not None
     try:
         async with asyncio.timeout(UP_BUDGET):
