@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -16,9 +16,10 @@ from api.services.executor import Decided
 from api.services.unit_of_work import UnitOfWork
 from api.text import Body, Name
 from domain.billing.price_book import PriceBook, book_id
-from domain.errors import Conflict
+from domain.errors import Conflict, ValidationFailed
 
 router = Router()
+TERMS = frozenset({"monthly", "annual"})
 
 Id = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]{0,11}-[0-9a-hjkmnp-tv-z]{26}$")]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
@@ -53,7 +54,9 @@ class PublishVersion(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     effective_from: datetime | None = None
     """When it takes effect: now or later, after the latest version. Now when left out."""
     tenant_overrides: Overrides = {}
-    term_discounts: dict[Literal["monthly", "annual"], Percent] = {}
+    term_discounts: Annotated[dict[str, Percent], msgspec.Meta(max_length=2)] = {}
+    """Percent off per prepaid term: ``monthly`` and ``annual`` (checked by the handler: a
+    JSON Schema ``propertyNames`` enum is not honoured by every client generator)."""
     """Percent off prepaid terms."""
 
 
@@ -156,6 +159,13 @@ async def get_price_book(call: Call) -> web.Response:
 async def publish_version(call: Call) -> web.Response:
     body: PublishVersion = call.body
     price_book_id = call.request.match_info["id"]
+
+    unknown = sorted(set(body.term_discounts) - TERMS)
+    if unknown:
+        raise ValidationFailed(
+            f"term_discounts takes {', '.join(sorted(TERMS))}, not {unknown[0]!r}",
+            field="term_discounts",
+        )
 
     async def decide(unit: UnitOfWork) -> Decided:
         book = await unit.get(price_book_id, PriceBook, checked=True)
