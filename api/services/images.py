@@ -160,21 +160,16 @@ async def import_image(
     if source_format is not None:
         source["format"] = source_format
     host = await importing_host(unit, pool.region_id, host_ids, health)
-    image = Image(
-        tenant_id=tenant_id,
-        name=name,
-        region_id=pool.region_id,
-        pool_id=pool.id,
-        location="",
-        disk_format="qcow2",
+    image = Image.incoming(
+        tenant_id,
+        name,
+        pool.region_id,
+        pool.id,
+        status=IMPORTING,
+        source=source,
         architecture=architecture,
         os_family=os_family,
         min_disk_gb=min_disk_gb,
-        kernel=None,
-        initrd=None,
-        cmdline=None,
-        status=IMPORTING,
-        source=source,
     )
     image.start_import(host.id, new_id("stp"))
     unit.add(image)
@@ -209,21 +204,16 @@ async def export_image(unit: UnitOfWork, instance: Instance, name: str) -> Decid
         )
     origin = await unit.get(instance.image_id, Image)
     pool = await qcow2_pool(unit, origin.pool_id)
-    image = Image(
-        tenant_id=instance.tenant_id,
-        name=name,
-        region_id=pool.region_id,
-        pool_id=pool.id,
-        location="",
-        disk_format="qcow2",
+    image = Image.incoming(
+        instance.tenant_id,
+        name,
+        pool.region_id,
+        pool.id,
+        status=IMPORTING,
+        source={"instance_id": instance.id},
         architecture=origin.architecture,
         os_family=origin.os_family,
         min_disk_gb=instance.disk_gb,
-        kernel=None,
-        initrd=None,
-        cmdline=None,
-        status=IMPORTING,
-        source={"instance_id": instance.id},
     )
     image.start_import(instance.host_id, new_id("stp"))
     unit.add(image)

@@ -203,6 +203,36 @@ class Image(Aggregate):
         source = {"upload": sha256.lower(), "size_bytes": str(size_bytes)}
         if source_format is not None:
             source["format"] = source_format
+        return cls.incoming(
+            tenant_id,
+            name,
+            region_id,
+            pool_id,
+            status=UPLOADING,
+            source=source,
+            architecture=architecture,
+            os_family=os_family,
+            min_disk_gb=min_disk_gb,
+            deadline=clock.now() + UPLOAD_DEADLINE,
+        )
+
+    @classmethod
+    def incoming(
+        cls,
+        tenant_id: str | None,
+        name: str,
+        region_id: str,
+        pool_id: str,
+        *,
+        status: str,
+        source: dict[str, str],
+        architecture: str,
+        os_family: str,
+        min_disk_gb: int,
+        deadline: datetime | None = None,
+    ) -> Image:
+        """An image whose bytes are still to come (imported or uploaded): no file in the
+        pool yet, qcow2 once they arrive."""
         return cls(
             tenant_id=tenant_id,
             name=name,
@@ -216,9 +246,9 @@ class Image(Aggregate):
             kernel=None,
             initrd=None,
             cmdline=None,
-            status=UPLOADING,
+            status=status,
             source=source,
-            deadline=clock.now() + UPLOAD_DEADLINE,
+            deadline=deadline,
         )
 
     @property
