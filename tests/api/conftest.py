@@ -134,6 +134,25 @@ async def forget_hosts(platform: Platform) -> None:
             await jsm.purge_stream(hostwire.COMMANDS_STREAM, subject=command_subject(host_id))
 
 
+def platform_settings(
+    database_url: str, nats_url: str, state_dir: Path, schema: str, **overrides: Any
+) -> Settings:
+    """A test platform's settings: its own schema, stream, subjects and token key."""
+    return Settings(
+        database_url=database_url,
+        nats_url=nats_url,
+        state_dir=state_dir,
+        schema=schema,
+        admin_password=ADMIN_PASSWORD,
+        stream_name=f"T_{schema.upper()}",
+        # Tests send to no address but loopback, whatever a webhook (or a fuzzer) names.
+        webhook_loopback_only=True,
+        subject_prefix=schema,
+        token_key=secrets.token_hex(32),
+        **overrides,
+    )
+
+
 @pytest.fixture
 def platform_overrides() -> dict[str, Any]:
     """Settings a test module changes for its platform (override this fixture)."""
@@ -145,19 +164,7 @@ async def api(
     database_url: str, nats_url: str, tmp_path: Path, platform_overrides: dict[str, Any]
 ) -> AsyncIterator[Api]:
     schema = "api_" + secrets.token_hex(6)
-    settings = Settings(
-        database_url=database_url,
-        nats_url=nats_url,
-        state_dir=tmp_path,
-        schema=schema,
-        admin_password=ADMIN_PASSWORD,
-        stream_name=f"T_{schema.upper()}",
-        # Tests send to no address but loopback, whatever a webhook (or a fuzzer) names.
-        webhook_loopback_only=True,
-        subject_prefix=schema,
-        token_key=secrets.token_hex(32),
-        **platform_overrides,
-    )
+    settings = platform_settings(database_url, nats_url, tmp_path, schema, **platform_overrides)
     stop = asyncio.Event()
     try:
         async with open_platform(settings, database_url, nats_url) as platform:

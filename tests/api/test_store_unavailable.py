@@ -20,8 +20,7 @@ from api.app import build_app
 from api.bootstrap import ensure_first_admin, open_platform
 from domain.identity.project import Project
 from domain.operations.operation import SUCCEEDED, Operation
-from gateways.settings import Settings
-from tests.api.conftest import ADMIN_PASSWORD, Api, Caller
+from tests.api.conftest import ADMIN_PASSWORD, Api, Caller, platform_settings
 from tests.api.fixtures_world import cheap_passwords  # noqa: F401 (autouse fixture)
 from tests.integration.conftest import drop_schema
 from tests.support.tcp_proxy import TcpProxy
@@ -42,17 +41,7 @@ async def cut_off(
 ) -> AsyncIterator[Api]:
     """An API whose every database connection runs through ``proxy``."""
     schema = "down_" + secrets.token_hex(6)
-    settings = Settings(
-        database_url=proxy.url(database_url),
-        nats_url=nats_url,
-        state_dir=tmp_path,
-        schema=schema,
-        admin_password=ADMIN_PASSWORD,
-        stream_name=f"T_{schema.upper()}",
-        webhook_loopback_only=True,
-        subject_prefix=schema,
-        token_key=secrets.token_hex(32),
-    )
+    settings = platform_settings(proxy.url(database_url), nats_url, tmp_path, schema)
     try:
         async with open_platform(settings, proxy.url(database_url), nats_url) as platform:
             await ensure_first_admin(platform)
