@@ -29,6 +29,8 @@ Prices = Annotated[dict[Dimension, Price], msgspec.Meta(max_length=64)]
 
 
 Percent = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$")]
+Term = Annotated[str, msgspec.Meta(pattern="^[a-z]{1,12}$")]
+"""A prepaid term's name; which ones exist is the handler's check (``TERMS``)."""
 
 
 class TenantPrices(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,7 +56,7 @@ class PublishVersion(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     effective_from: datetime | None = None
     """When it takes effect: now or later, after the latest version. Now when left out."""
     tenant_overrides: Overrides = {}
-    term_discounts: Annotated[dict[str, Percent], msgspec.Meta(max_length=2)] = {}
+    term_discounts: Annotated[dict[Term, Percent], msgspec.Meta(max_length=2)] = {}
     """Percent off per prepaid term: ``monthly`` and ``annual`` (checked by the handler: a
     JSON Schema ``propertyNames`` enum is not honoured by every client generator)."""
     """Percent off prepaid terms."""
